@@ -1,0 +1,43 @@
+// error.h — fatal errors and logging that name the rank, for an SPMD program.
+//
+// A fatal error on any rank must take the whole job down (MPI_Abort) rather than
+// leave the other ranks blocked in a collective.
+#ifndef DPO_ERROR_H
+#define DPO_ERROR_H
+
+#include <stdarg.h>
+#include <stdio.h>
+
+#if defined(__GNUC__)
+#define DPO_PRINTF(a, b) __attribute__((format(printf, a, b)))
+#define DPO_NORETURN __attribute__((noreturn))
+#else
+#define DPO_PRINTF(a, b)
+#define DPO_NORETURN
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+// Set once MPI is up; messages then carry "[rank N]" and fatal errors call MPI_Abort.
+void log_set_rank(int rank, int world_size);
+int log_rank(void);
+
+// Informational output, printed by rank 0 only.
+void log_info(const char *fmt, ...) DPO_PRINTF(1, 2);
+// Warnings, printed by whichever rank sees them, prefixed with the rank.
+void log_warn(const char *fmt, ...) DPO_PRINTF(1, 2);
+// Prints "dpo_hpc: error [rank N]: <message>" to stderr and ends the job with
+// exit code 1 (MPI_Abort when several ranks run, exit() otherwise).
+void dpo_fatal(const char *fmt, ...) DPO_PRINTF(1, 2) DPO_NORETURN;
+
+// Checked allocation: dies with a message naming what was being allocated.
+void *xmalloc(size_t bytes, const char *what);
+void *xcalloc(size_t n, size_t size, const char *what);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

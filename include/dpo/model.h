@@ -1,0 +1,104 @@
+// model.h — the Llama-family decoder: parameter layout (ready for tensor-parallel
+// shards), one allocation for parameters and one for gradients, and the forward /
+// hand-written backward over a packed micro-batch.
+//
+// Every tensor is described at its full logical shape (Hugging Face names and
+// (out, in) orientation) plus the slab this tensor-parallel rank holds, so that
+// checkpoints store full shapes and any layout can load them.
+#ifndef DPO_MODEL_H
+#define DPO_MODEL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "dpo/backend.h"
+#include "dpo/batch.h"
+#include "dpo/config.h"
+#include "dpo/mesh.h"
+
+#define DPO_TENSOR_NAME_MAX 96
+
+typedef enum {
+    SHARD_NONE = 0,  // replicated on every TP rank (norm weights)
+    SHARD_ROWS,      // dim 0 split: column-parallel (q/k/v/gate/up), vocabulary rows
+    SHARD_COLS       // dim 1 split: row-parallel (o_proj, down_proj)
+} dpo_shard_t;
+
+typedef struct {
+    char name[DPO_TENSOR_NAME_MAX];  // e.g. "model.layers.0.self_attn.q_proj.weight"
+    int ndim;                        // 1 or 2
+    int64_t shape[2];                // full logical shape (ndim 1: shape[1] = 1)
+    int64_t local_shape[2];          // this rank's slab
+    int64_t local_start[2];          // where the slab starts in the full tensor
+    size_t offset;                   // element offset in the one allocation
+    size_t numel;                    // local element count
+    dpo_shard_t shard;
+    bool decay;                      // AdamW weight decay applies (matrices only)
+} dpo_tensor_t;
+
+// Indices into layout.tensors for one decoder layer (-1 when absent).
+typedef struct {
+    int attn_norm, q, k, v, o, q_bias, k_bias, v_bias, q_norm, k_norm;
+    int mlp_norm, gate, up, down;
+} dpo_layer_tensors_t;
+
+typedef struct {
+    dpo_model_config_t cfg;
+    int tp_rank, tp_size;
+    int head_dim;
+    int vocab_padded;              // vocab_size rounded up to a multiple of tp_size
+    int vocab_local, vocab_start;  // this rank's rows of the embedding / LM head
+    int n_heads_local, n_kv_heads_local, ffn_local;
+    int n_tensors;
+    dpo_tensor_t *tensors;         // (n_tensors)
+    dpo_layer_tensors_t *layers;   // (num_hidden_layers)
+    int embed, final_norm, lm_head;  // lm_head == embed when tied
+    size_t n_params;               // local element count of the one allocation
+} dpo_layout_t;
+
+// Builds the layout; returns -1 with a message in err when the architecture cannot be
+// split tp_size ways.
+int layout_init(dpo_layout_t *lay, const dpo_model_config_t *cfg, int tp_rank, int tp_size,
+                char *err, size_t err_len);
+void layout_free(dpo_layout_t *lay);
+int layout_find(const dpo_layout_t *lay, const char *name);  // -1 when absent
+// Parameters counted at full logical size (for FLOP estimates).
+int64_t layout_total_params(const dpo_layout_t *lay);
+
+// Per-layer activations saved by the forward for the backward; sized for max_tokens.
+typedef struct dpo_model_acts dpo_model_acts_t;
+
+typedef struct {
+    const dpo_backend_t *be;
+    const dpo_mesh_t *mesh;
+    dpo_layout_t layout;
+    float *params;       // (n_params) device
+    float *grads;        // (n_params) device; NULL for a frozen model
+    int max_tokens;      // packed tokens per micro-batch this model was sized for
+    int chunk;           // rows of logits per log-prob chunk
+    dpo_model_acts_t *acts;
+} dpo_model_t;
+
+// Allocates parameters (zero), gradients when trainable, and activations.
+int model_init(dpo_model_t *m, const dpo_backend_t *be, const dpo_mesh_t *mesh,
+               const dpo_model_config_t *cfg, bool trainable, int max_tokens, int chunk,
+               char *err, size_t err_len);
+void model_free(dpo_model_t *m);
+// Normal(0, initializer_range) matrices, ones for norm weights, zero biases. The
+// values depend only on (seed, tensor name, element index in the full tensor), so
+// every TP layout initialises the same logical model.
+void model_init_random(dpo_model_t *m, uint64_t seed);
+// Copies parameters from another model of the same layout.
+void model_copy_params(dpo_model_t *dst, const dpo_model_t *src);
+void model_zero_grads(dpo_model_t *m);
+
+// Forward over a packed batch. seq_logps (n_seq, host) receives, per sequence, the
+// sum of log-probs of its completion tokens. With save_for_backward the activations
+// stay for model_backward (the model must be trainable).
+void model_forward(dpo_model_t *m, const dpo_batch_t *b, double *seq_logps,
+                   bool save_for_backward);
+// Backward of sum_s dseq[s] * seq_logps[s]; accumulates into m->grads.
+void model_backward(dpo_model_t *m, const dpo_batch_t *b, const double *dseq);
+
+#endif

@@ -1,0 +1,101 @@
+// dpo_hpc — Direct Preference Optimization of Llama-family models, one rank per
+// device:  mpirun -np N dpo_hpc input.cfg [section.key=value ...]
+#include <mpi.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "dpo/backend.h"
+#include "dpo/config.h"
+#include "dpo/error.h"
+#include "dpo/mesh.h"
+#include "dpo/trainer.h"
+
+#define DPO_VERSION "0.1.0"
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: dpo_hpc [--precompute-reference] CONFIG.cfg [section.key=value ...]\n"
+            "\n"
+            "Trains a Llama-family model with DPO as CONFIG.cfg describes; each override\n"
+            "replaces one key, in order (e.g. dpo.max_num_steps=100 policy.optimizer.lr=1e-5).\n"
+            "  --precompute-reference  compute the reference model's log-probs for every split\n"
+            "                          of data.dataset_path once and store them in that file;\n"
+            "                          then train with dpo.precomputed_reference_logprobs=true\n"
+            "  --help, --version\n"
+            "Keys and defaults: doc/config.md.\n");
+}
+
+// OpenMP threads per rank: the configured count, or the node's cores shared out.
+static int threads_per_rank(const dpo_config_t *cfg, const dpo_mesh_t *mesh) {
+    if (cfg->num_threads > 0) return cfg->num_threads;
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    int n = (int)(cores / mesh->local_size);
+    return n > 0 ? n : 1;
+}
+
+int main(int argc, char **argv) {
+    MPI_Init(&argc, &argv);
+    int rank, world;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &world);
+    log_set_rank(rank, world);
+
+    bool precompute = false;
+    int argi = 1;
+    for (; argi < argc && argv[argi][0] == '-' && argv[argi][1] == '-'; argi++) {
+        if (strcmp(argv[argi], "--precompute-reference") == 0) {
+            precompute = true;
+        } else if (strcmp(argv[argi], "--help") == 0) {
+            if (rank == 0) usage(stdout);
+            MPI_Finalize();
+            return 0;
+        } else if (strcmp(argv[argi], "--version") == 0) {
+            if (rank == 0) printf("dpo_hpc %s\n", DPO_VERSION);
+            MPI_Finalize();
+            return 0;
+        } else {
+            if (rank == 0) {
+                fprintf(stderr, "dpo_hpc: unknown option %s\n", argv[argi]);
+                usage(stderr);
+            }
+            MPI_Finalize();
+            return 2;
+        }
+    }
+    if (argi >= argc) {
+        if (rank == 0) usage(stderr);
+        MPI_Finalize();
+        return 2;
+    }
+
+    dpo_config_t cfg;
+    config_load_bcast(&cfg, argv[argi], argc - argi - 1, argv + argi + 1);
+    dpo_mesh_t mesh;
+    mesh_init(&mesh, cfg.tensor_parallel_size);
+    int threads = threads_per_rank(&cfg, &mesh);
+    backend_cpu_set_threads(threads);
+
+    log_info("dpo_hpc %s: %d rank(s) = %d tensor-parallel x %d data-parallel, backend %s", DPO_VERSION,
+             world, mesh.tp_size, mesh.dp_size, cfg.backend);
+    // Device binding: one device (here: a share of the node's cores) per node-local rank.
+    char host[256] = "";
+    gethostname(host, sizeof host - 1);
+    for (int r = 0; r < world; r++) {
+        if (r == rank)
+            printf("rank %d: host %s, node-local rank %d of %d, tp %d dp %d, %d OpenMP thread(s)\n",
+                   rank, host, mesh.local_rank, mesh.local_size, mesh.tp_rank, mesh.dp_rank, threads);
+        fflush(stdout);
+        MPI_Barrier(MPI_COMM_WORLD);
+    }
+    if (rank == 0) {
+        printf("effective configuration:\n");
+        config_write(&cfg, stdout);
+        fflush(stdout);
+    }
+
+    int rc = precompute ? trainer_precompute_reference(&cfg, &mesh) : trainer_train(&cfg, &mesh);
+    mesh_free(&mesh);
+    MPI_Finalize();
+    return rc;
+}

@@ -1,0 +1,64 @@
+// error.c — rank-aware logging and fatal errors.
+#include "dpo/error.h"
+
+#include <mpi.h>
+#include <stdlib.h>
+
+static int g_rank = 0;
+static int g_world = 1;
+
+void log_set_rank(int rank, int world_size) {
+    g_rank = rank;
+    g_world = world_size;
+}
+
+int log_rank(void) { return g_rank; }
+
+void log_info(const char *fmt, ...) {
+    if (g_rank != 0) return;
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(stdout, fmt, ap);
+    va_end(ap);
+    fputc('\n', stdout);
+    fflush(stdout);
+}
+
+void log_warn(const char *fmt, ...) {
+    va_list ap;
+    fprintf(stderr, "dpo_hpc: warning [rank %d]: ", g_rank);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    fflush(stderr);
+}
+
+void dpo_fatal(const char *fmt, ...) {
+    va_list ap;
+    fflush(stdout);
+    fprintf(stderr, "dpo_hpc: error [rank %d]: ", g_rank);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    fflush(stderr);
+    int initialized = 0, finalized = 0;
+    MPI_Initialized(&initialized);
+    MPI_Finalized(&finalized);
+    // With several ranks, only MPI_Abort reliably frees the others from collectives.
+    if (initialized && !finalized && g_world > 1) MPI_Abort(MPI_COMM_WORLD, 1);
+    exit(1);
+}
+
+void *xmalloc(size_t bytes, const char *what) {
+    void *p = malloc(bytes ? bytes : 1);
+    if (!p) dpo_fatal("out of memory allocating %zu bytes for %s", bytes, what);
+    return p;
+}
+
+void *xcalloc(size_t n, size_t size, const char *what) {
+    void *p = calloc(n ? n : 1, size ? size : 1);
+    if (!p) dpo_fatal("out of memory allocating %zu x %zu bytes for %s", n, size, what);
+    return p;
+}

@@ -1,0 +1,631 @@
+// model.c — Llama-family decoder: layout, init, forward and hand-written backward.
+//
+// Tensor parallelism follows Megatron: q/k/v and gate/up are column-parallel
+// (rows of the (out, in) weight split), o_proj and down_proj row-parallel, the
+// embedding and LM head vocabulary-parallel. The "f" operator (identity forward,
+// all-reduce backward) sits before each column-parallel block and the "g"
+// operator (all-reduce forward) after each row-parallel one. With tp_size 1 every
+// collective is a no-op.
+#include "dpo/model.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dpo/comm.h"
+#include "dpo/error.h"
+#include "dpo/rng.h"
+
+// ---------------------------------------------------------------------------
+// Layout
+// ---------------------------------------------------------------------------
+
+static int layout_add(dpo_layout_t *lay, int cap, const char *name, int ndim, int64_t rows,
+                      int64_t cols, dpo_shard_t shard, int64_t alloc_rows) {
+    if (lay->n_tensors >= cap) dpo_fatal("layout: tensor table overflow at %s", name);
+    dpo_tensor_t *t = &lay->tensors[lay->n_tensors];
+    memset(t, 0, sizeof *t);
+    snprintf(t->name, sizeof t->name, "%s", name);
+    t->ndim = ndim;
+    t->shape[0] = rows;
+    t->shape[1] = ndim == 2 ? cols : 1;
+    t->shard = shard;
+    t->decay = ndim == 2;
+    int tp = lay->tp_size, r = lay->tp_rank;
+    t->local_shape[0] = t->shape[0];
+    t->local_shape[1] = t->shape[1];
+    int64_t alloc = t->shape[0] * t->shape[1];
+    if (shard == SHARD_ROWS) {
+        // alloc_rows is the padded per-rank row count (vocabulary tensors) or rows/tp.
+        int64_t start = alloc_rows * r;
+        int64_t have = t->shape[0] - start;
+        if (have > alloc_rows) have = alloc_rows;
+        if (have < 0) have = 0;
+        t->local_start[0] = start;
+        t->local_shape[0] = have;
+        alloc = alloc_rows * t->shape[1];
+    } else if (shard == SHARD_COLS) {
+        int64_t c = t->shape[1] / tp;
+        t->local_start[1] = c * r;
+        t->local_shape[1] = c;
+        alloc = t->shape[0] * c;
+    }
+    t->offset = lay->n_params;
+    t->numel = (size_t)alloc;
+    // Keep every tensor 16-float aligned (64 bytes) for vector loads.
+    lay->n_params += (t->numel + 15) & ~(size_t)15;
+    return lay->n_tensors++;
+}
+
+int layout_init(dpo_layout_t *lay, const dpo_model_config_t *cfg, int tp_rank, int tp_size,
+                char *err, size_t err_len) {
+    memset(lay, 0, sizeof *lay);
+    lay->cfg = *cfg;
+    lay->tp_rank = tp_rank;
+    lay->tp_size = tp_size;
+    int H = cfg->num_attention_heads, Hkv = cfg->num_key_value_heads, C = cfg->hidden_size;
+    int D = cfg->head_dim > 0 ? cfg->head_dim : (H > 0 ? C / H : 0);
+    if (H <= 0 || Hkv <= 0 || D <= 0 || C <= 0 || cfg->vocab_size <= 0 ||
+        cfg->num_hidden_layers <= 0 || cfg->intermediate_size <= 0 || H % Hkv != 0) {
+        snprintf(err, err_len, "model architecture is invalid (hidden %d, heads %d/%d, head_dim %d)",
+                 C, H, Hkv, D);
+        return -1;
+    }
+    if (H % tp_size || Hkv % tp_size || cfg->intermediate_size % tp_size) {
+        snprintf(err, err_len,
+                 "policy.tensor_parallel_size = %d must divide num_attention_heads (%d), "
+                 "num_key_value_heads (%d) and intermediate_size (%d)",
+                 tp_size, H, Hkv, cfg->intermediate_size);
+        return -1;
+    }
+    lay->head_dim = D;
+    lay->vocab_padded = (cfg->vocab_size + tp_size - 1) / tp_size * tp_size;
+    lay->vocab_local = lay->vocab_padded / tp_size;
+    lay->vocab_start = lay->vocab_local * tp_rank;
+    lay->n_heads_local = H / tp_size;
+    lay->n_kv_heads_local = Hkv / tp_size;
+    lay->ffn_local = cfg->intermediate_size / tp_size;
+
+    int L = cfg->num_hidden_layers, F = cfg->intermediate_size;
+    int cap = 3 + 14 * L;
+    lay->tensors = xcalloc((size_t)cap, sizeof(dpo_tensor_t), "tensor table");
+    lay->layers = xcalloc((size_t)L, sizeof(dpo_layer_tensors_t), "layer table");
+    int64_t hl = H / tp_size * D, kvl = Hkv / tp_size * D, fl = F / tp_size;
+    char nm[DPO_TENSOR_NAME_MAX];
+    lay->embed = layout_add(lay, cap, "model.embed_tokens.weight", 2, cfg->vocab_size, C,
+                            SHARD_ROWS, lay->vocab_local);
+    for (int l = 0; l < L; l++) {
+        dpo_layer_tensors_t *lt = &lay->layers[l];
+#define ADD(field, suffix, nd, rows, cols, shard, arows)                                  \
+    do {                                                                                  \
+        snprintf(nm, sizeof nm, "model.layers.%d.%s", l, suffix);                         \
+        lt->field = layout_add(lay, cap, nm, nd, rows, cols, shard, arows);               \
+    } while (0)
+        ADD(attn_norm, "input_layernorm.weight", 1, C, 1, SHARD_NONE, 0);
+        ADD(q, "self_attn.q_proj.weight", 2, (int64_t)H * D, C, SHARD_ROWS, hl);
+        ADD(k, "self_attn.k_proj.weight", 2, (int64_t)Hkv * D, C, SHARD_ROWS, kvl);
+        ADD(v, "self_attn.v_proj.weight", 2, (int64_t)Hkv * D, C, SHARD_ROWS, kvl);
+        lt->q_bias = lt->k_bias = lt->v_bias = lt->q_norm = lt->k_norm = -1;
+        if (cfg->attention_bias) {
+            ADD(q_bias, "self_attn.q_proj.bias", 1, (int64_t)H * D, 1, SHARD_ROWS, hl);
+            ADD(k_bias, "self_attn.k_proj.bias", 1, (int64_t)Hkv * D, 1, SHARD_ROWS, kvl);
+            ADD(v_bias, "self_attn.v_proj.bias", 1, (int64_t)Hkv * D, 1, SHARD_ROWS, kvl);
+        }
+        if (cfg->qk_norm) {
+            ADD(q_norm, "self_attn.q_norm.weight", 1, D, 1, SHARD_NONE, 0);
+            ADD(k_norm, "self_attn.k_norm.weight", 1, D, 1, SHARD_NONE, 0);
+        }
+        ADD(o, "self_attn.o_proj.weight", 2, C, (int64_t)H * D, SHARD_COLS, 0);
+        ADD(mlp_norm, "post_attention_layernorm.weight", 1, C, 1, SHARD_NONE, 0);
+        ADD(gate, "mlp.gate_proj.weight", 2, F, C, SHARD_ROWS, fl);
+        ADD(up, "mlp.up_proj.weight", 2, F, C, SHARD_ROWS, fl);
+        ADD(down, "mlp.down_proj.weight", 2, C, F, SHARD_COLS, 0);
+#undef ADD
+    }
+    lay->final_norm = layout_add(lay, cap, "model.norm.weight", 1, C, 1, SHARD_NONE, 0);
+    if (cfg->tie_word_embeddings)
+        lay->lm_head = lay->embed;
+    else
+        lay->lm_head = layout_add(lay, cap, "lm_head.weight", 2, cfg->vocab_size, C, SHARD_ROWS,
+                                  lay->vocab_local);
+    return 0;
+}
+
+void layout_free(dpo_layout_t *lay) {
+    free(lay->tensors);
+    free(lay->layers);
+    lay->tensors = NULL;
+    lay->layers = NULL;
+}
+
+int layout_find(const dpo_layout_t *lay, const char *name) {
+    for (int i = 0; i < lay->n_tensors; i++)
+        if (strcmp(lay->tensors[i].name, name) == 0) return i;
+    return -1;
+}
+
+int64_t layout_total_params(const dpo_layout_t *lay) {
+    int64_t n = 0;
+    for (int i = 0; i < lay->n_tensors; i++) n += lay->tensors[i].shape[0] * lay->tensors[i].shape[1];
+    return n;
+}
+
+// ---------------------------------------------------------------------------
+// Activations
+// ---------------------------------------------------------------------------
+
+// What one layer's forward keeps for its backward. Shapes for T tokens.
+typedef struct {
+    float *x_in;    // (T,C) residual stream entering the layer
+    float *xn;      // (T,C) after input_layernorm
+    float *rstd1;   // (T)
+    float *q_pre;   // (T,Hl*D) before QK-norm (qk_norm only)
+    float *k_pre;   // (T,Hkvl*D)
+    float *rstd_q;  // (T*Hl)
+    float *rstd_k;  // (T*Hkvl)
+    float *q;       // (T,Hl*D) after QK-norm and RoPE
+    float *k;       // (T,Hkvl*D)
+    float *v;       // (T,Hkvl*D)
+    float *att;     // (T,Hl*D) attention output
+    float *lse;     // (Hl,T)
+    float *x_mid;   // (T,C) residual stream after attention
+    float *xn2;     // (T,C) after post_attention_layernorm
+    float *rstd2;   // (T)
+    float *gate;    // (T,Fl)
+    float *up;      // (T,Fl)
+    float *h;       // (T,Fl) SwiGLU output
+} layer_acts_t;
+
+struct dpo_model_acts {
+    int n_sets;            // per layer when trainable, one shared set otherwise
+    layer_acts_t *layer;   // (n_sets)
+    float *x;              // (T,C) residual stream
+    float *xf;             // (T,C) after the final norm
+    float *rstd_f;         // (T)
+    float *x_final_in;     // (T,C) residual stream entering the final norm
+    float *hs;             // (T,C) gathered rows of xf that are scored
+    float *logits;         // (chunk, Vl)
+    float *stats;          // (3, chunk) max, sumexp, target logit
+    float *lse;            // (T) per scored row, global log-sum-exp
+    float *dlp;            // (T) per scored row, d loss / d log-prob
+    float *tmp;            // (T,C) scratch for the g all-reduce
+    // backward scratch
+    float *dx, *dtmp, *dxn, *datt, *dq, *dk, *dv, *dgate, *dup, *dh, *dhs;
+    float *dq_pre, *dk_pre;  // (T,Hl*D), (T,Hkvl*D) gradients before QK-norm (qk_norm only)
+    // device copies of the batch's index arrays
+    int32_t *tokens, *pos, *cu_seqlens, *rows, *targets;
+    // host mirrors for the per-chunk statistics
+    float *h_stats;        // (3, chunk)
+    float *h_lp;           // (T)
+};
+
+static float *dalloc(const dpo_backend_t *be, size_t n) {
+    return n ? be->alloc(n * sizeof(float)) : NULL;
+}
+
+static void acts_alloc(dpo_model_t *m, bool trainable) {
+    const dpo_backend_t *be = m->be;
+    const dpo_layout_t *lay = &m->layout;
+    dpo_model_acts_t *a = xcalloc(1, sizeof *a, "activations");
+    size_t T = (size_t)m->max_tokens, C = (size_t)lay->cfg.hidden_size;
+    size_t HD = (size_t)lay->n_heads_local * lay->head_dim;
+    size_t KVD = (size_t)lay->n_kv_heads_local * lay->head_dim;
+    size_t Fl = (size_t)lay->ffn_local, Vl = (size_t)lay->vocab_local, ch = (size_t)m->chunk;
+    bool qkn = lay->cfg.qk_norm;
+    a->n_sets = trainable ? lay->cfg.num_hidden_layers : 1;
+    a->layer = xcalloc((size_t)a->n_sets, sizeof(layer_acts_t), "layer activations");
+    for (int l = 0; l < a->n_sets; l++) {
+        layer_acts_t *s = &a->layer[l];
+        s->x_in = dalloc(be, T * C);
+        s->xn = dalloc(be, T * C);
+        s->rstd1 = dalloc(be, T);
+        if (qkn) {
+            s->q_pre = dalloc(be, T * HD);
+            s->k_pre = dalloc(be, T * KVD);
+            s->rstd_q = dalloc(be, T * (size_t)lay->n_heads_local);
+            s->rstd_k = dalloc(be, T * (size_t)lay->n_kv_heads_local);
+        }
+        s->q = dalloc(be, T * HD);
+        s->k = dalloc(be, T * KVD);
+        s->v = dalloc(be, T * KVD);
+        s->att = dalloc(be, T * HD);
+        s->lse = dalloc(be, T * (size_t)lay->n_heads_local);
+        s->x_mid = dalloc(be, T * C);
+        s->xn2 = dalloc(be, T * C);
+        s->rstd2 = dalloc(be, T);
+        s->gate = dalloc(be, T * Fl);
+        s->up = dalloc(be, T * Fl);
+        s->h = dalloc(be, T * Fl);
+    }
+    a->x = dalloc(be, T * C);
+    a->xf = dalloc(be, T * C);
+    a->rstd_f = dalloc(be, T);
+    a->x_final_in = dalloc(be, T * C);
+    a->hs = dalloc(be, T * C);
+    a->logits = dalloc(be, ch * Vl);
+    a->stats = dalloc(be, 3 * ch);
+    a->lse = dalloc(be, T);
+    a->dlp = dalloc(be, T);
+    a->tmp = dalloc(be, T * C);
+    if (trainable) {
+        a->dx = dalloc(be, T * C);
+        a->dtmp = dalloc(be, T * C);
+        a->dxn = dalloc(be, T * C);
+        a->datt = dalloc(be, T * HD);
+        a->dq = dalloc(be, T * HD);
+        a->dk = dalloc(be, T * KVD);
+        a->dv = dalloc(be, T * KVD);
+        a->dgate = dalloc(be, T * Fl);
+        a->dup = dalloc(be, T * Fl);
+        a->dh = dalloc(be, T * Fl);
+        a->dhs = dalloc(be, T * C);
+        if (qkn) {
+            a->dq_pre = dalloc(be, T * HD);
+            a->dk_pre = dalloc(be, T * KVD);
+        }
+    }
+    a->tokens = be->alloc(T * sizeof(int32_t));
+    a->pos = be->alloc(T * sizeof(int32_t));
+    a->cu_seqlens = be->alloc((T + 1) * sizeof(int32_t));
+    a->rows = be->alloc(T * sizeof(int32_t));
+    a->targets = be->alloc(T * sizeof(int32_t));
+    a->h_stats = xcalloc(3 * ch, sizeof(float), "log-prob statistics");
+    a->h_lp = xcalloc(T, sizeof(float), "log-probs");
+    m->acts = a;
+}
+
+static void acts_free(dpo_model_t *m) {
+    dpo_model_acts_t *a = m->acts;
+    if (!a) return;
+    void (*f)(void *) = m->be->free;
+    for (int l = 0; l < a->n_sets; l++) {
+        layer_acts_t *s = &a->layer[l];
+        float *bufs[] = {s->x_in, s->xn,  s->rstd1, s->q_pre, s->k_pre, s->rstd_q,
+                         s->rstd_k, s->q, s->k,     s->v,     s->att,   s->lse,
+                         s->x_mid, s->xn2, s->rstd2, s->gate, s->up,    s->h};
+        for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
+            if (bufs[i]) f(bufs[i]);
+    }
+    free(a->layer);
+    float *bufs[] = {a->x,   a->xf,   a->rstd_f, a->x_final_in, a->hs,   a->logits, a->stats,
+                     a->lse, a->dlp,  a->tmp,    a->dx,         a->dtmp, a->dxn,    a->datt,
+                     a->dq,  a->dk,   a->dv,     a->dgate,      a->dup,  a->dh,     a->dhs,
+                     a->dq_pre, a->dk_pre};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
+        if (bufs[i]) f(bufs[i]);
+    f(a->tokens);
+    f(a->pos);
+    f(a->cu_seqlens);
+    f(a->rows);
+    f(a->targets);
+    free(a->h_stats);
+    free(a->h_lp);
+    free(a);
+    m->acts = NULL;
+}
+
+// ---------------------------------------------------------------------------
+// Model lifetime
+// ---------------------------------------------------------------------------
+
+int model_init(dpo_model_t *m, const dpo_backend_t *be, const dpo_mesh_t *mesh,
+               const dpo_model_config_t *cfg, bool trainable, int max_tokens, int chunk,
+               char *err, size_t err_len) {
+    memset(m, 0, sizeof *m);
+    if (layout_init(&m->layout, cfg, mesh->tp_rank, mesh->tp_size, err, err_len) != 0) return -1;
+    m->be = be;
+    m->mesh = mesh;
+    m->max_tokens = max_tokens > 0 ? max_tokens : 1;
+    m->chunk = chunk > 0 ? chunk : 256;
+    m->params = be->alloc(m->layout.n_params * sizeof(float));
+    if (trainable) m->grads = be->alloc(m->layout.n_params * sizeof(float));
+    acts_alloc(m, trainable);
+    return 0;
+}
+
+void model_free(dpo_model_t *m) {
+    if (!m->be) return;
+    acts_free(m);
+    m->be->free(m->params);
+    if (m->grads) m->be->free(m->grads);
+    layout_free(&m->layout);
+    memset(m, 0, sizeof *m);
+}
+
+// FNV-1a: a stable stream id per tensor name.
+static uint64_t name_hash(const char *s) {
+    uint64_t h = 1469598103934665603ull;
+    for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    return h;
+}
+
+void model_init_random(dpo_model_t *m, uint64_t seed) {
+    const dpo_layout_t *lay = &m->layout;
+    float std = lay->cfg.initializer_range;
+    size_t maxn = 0;
+    for (int i = 0; i < lay->n_tensors; i++)
+        if (lay->tensors[i].numel > maxn) maxn = lay->tensors[i].numel;
+    float *host = xmalloc(maxn * sizeof(float), "init staging");
+    for (int i = 0; i < lay->n_tensors; i++) {
+        const dpo_tensor_t *t = &lay->tensors[i];
+        memset(host, 0, t->numel * sizeof(float));
+        bool is_norm = t->ndim == 1 && strstr(t->name, "norm") != NULL;
+        bool is_bias = t->ndim == 1 && !is_norm;
+        if (is_norm) {
+            for (size_t j = 0; j < t->numel; j++) host[j] = 1.0f;
+        } else if (!is_bias) {
+            // Walk the full logical tensor so every layout draws the same numbers.
+            dpo_rng_t r;
+            rng_seed(&r, seed, name_hash(t->name));
+            int64_t lc = t->local_shape[1];
+            for (int64_t row = 0; row < t->shape[0]; row++) {
+                for (int64_t col = 0; col < t->shape[1]; col++) {
+                    float val = (float)(rng_normal(&r) * std);
+                    int64_t lr = row - t->local_start[0], lcol = col - t->local_start[1];
+                    if (lr >= 0 && lr < t->local_shape[0] && lcol >= 0 && lcol < lc)
+                        host[lr * lc + lcol] = val;
+                }
+            }
+        }
+        m->be->to_device(m->params + t->offset, host, t->numel * sizeof(float));
+    }
+    free(host);
+}
+
+void model_copy_params(dpo_model_t *dst, const dpo_model_t *src) {
+    if (dst->layout.n_params != src->layout.n_params)
+        dpo_fatal("model_copy_params: layouts differ (%zu vs %zu parameters)", dst->layout.n_params,
+                  src->layout.n_params);
+    dst->be->copy(dst->params, src->params, src->layout.n_params * sizeof(float));
+}
+
+void model_zero_grads(dpo_model_t *m) {
+    if (m->grads) m->be->zero(m->grads, m->layout.n_params * sizeof(float));
+}
+
+// ---------------------------------------------------------------------------
+// Forward
+// ---------------------------------------------------------------------------
+
+static float *P(const dpo_model_t *m, int tensor) {
+    return tensor < 0 ? NULL : m->params + m->layout.tensors[tensor].offset;
+}
+
+static float *G(const dpo_model_t *m, int tensor) {
+    return tensor < 0 ? NULL : m->grads + m->layout.tensors[tensor].offset;
+}
+
+// y (T,N) = x (T,K) @ W^T, W stored (N,K) as Hugging Face (out, in).
+static void linear_fwd(const dpo_backend_t *be, float *y, const float *x, const float *W, int T,
+                       int N, int K) {
+    be->matmul(false, true, T, N, K, 1.0f, x, K, W, K, 0.0f, y, N);
+}
+
+// dx (T,K) (+)= dy (T,N) @ W (N,K); dW (N,K) += dy^T @ x.
+static void linear_bwd(const dpo_backend_t *be, float *dx, float *dW, const float *dy,
+                       const float *x, const float *W, int T, int N, int K, float beta_dx) {
+    if (dx) be->matmul(false, false, T, K, N, 1.0f, dy, N, W, K, beta_dx, dx, K);
+    be->matmul(true, false, N, K, T, 1.0f, dy, N, x, K, 1.0f, dW, K);
+}
+
+static void upload_batch(dpo_model_t *m, const dpo_batch_t *b) {
+    if (b->n_tokens > m->max_tokens)
+        dpo_fatal("micro-batch of %d tokens exceeds the %d the model was sized for", b->n_tokens,
+                  m->max_tokens);
+    const dpo_backend_t *be = m->be;
+    dpo_model_acts_t *a = m->acts;
+    be->to_device(a->tokens, b->tokens, (size_t)b->n_tokens * sizeof(int32_t));
+    be->to_device(a->pos, b->pos, (size_t)b->n_tokens * sizeof(int32_t));
+    be->to_device(a->cu_seqlens, b->cu_seqlens, ((size_t)b->n_seq + 1) * sizeof(int32_t));
+    be->to_device(a->rows, b->scored_rows, (size_t)b->n_scored * sizeof(int32_t));
+    be->to_device(a->targets, b->scored_targets, (size_t)b->n_scored * sizeof(int32_t));
+}
+
+static void layer_forward(dpo_model_t *m, int l, const dpo_batch_t *b, layer_acts_t *s) {
+    const dpo_backend_t *be = m->be;
+    const dpo_layout_t *lay = &m->layout;
+    const dpo_layer_tensors_t *lt = &lay->layers[l];
+    dpo_model_acts_t *a = m->acts;
+    int T = b->n_tokens, C = lay->cfg.hidden_size, D = lay->head_dim;
+    int Hl = lay->n_heads_local, Kl = lay->n_kv_heads_local, Fl = lay->ffn_local;
+    float eps = lay->cfg.rms_norm_eps;
+
+    be->copy(s->x_in, a->x, (size_t)T * C * sizeof(float));
+    be->rmsnorm_fwd(s->xn, s->rstd1, a->x, P(m, lt->attn_norm), T, C, eps);
+    // Column-parallel q/k/v (f operator: identity in the forward).
+    float *qd = lay->cfg.qk_norm ? s->q_pre : s->q;
+    float *kd = lay->cfg.qk_norm ? s->k_pre : s->k;
+    linear_fwd(be, qd, s->xn, P(m, lt->q), T, Hl * D, C);
+    linear_fwd(be, kd, s->xn, P(m, lt->k), T, Kl * D, C);
+    linear_fwd(be, s->v, s->xn, P(m, lt->v), T, Kl * D, C);
+    if (lt->q_bias >= 0) {
+        be->bias_add(qd, P(m, lt->q_bias), T, Hl * D);
+        be->bias_add(kd, P(m, lt->k_bias), T, Kl * D);
+        be->bias_add(s->v, P(m, lt->v_bias), T, Kl * D);
+    }
+    if (lay->cfg.qk_norm) {
+        // Qwen3: RMSNorm over each head's D values, before RoPE.
+        be->rmsnorm_fwd(s->q, s->rstd_q, s->q_pre, P(m, lt->q_norm), T * Hl, D, eps);
+        be->rmsnorm_fwd(s->k, s->rstd_k, s->k_pre, P(m, lt->k_norm), T * Kl, D, eps);
+    }
+    be->rope_fwd(s->q, a->pos, T, Hl, D, lay->cfg.rope_theta);
+    be->rope_fwd(s->k, a->pos, T, Kl, D, lay->cfg.rope_theta);
+    be->attention_fwd(s->att, s->lse, s->q, s->k, s->v, a->cu_seqlens, b->n_seq, T, Hl, Kl, D);
+    // Row-parallel o_proj, then the g operator (all-reduce of partial sums).
+    linear_fwd(be, a->tmp, s->att, P(m, lt->o), T, C, Hl * D);
+    comm_allreduce_f32(m->mesh, GROUP_TP, a->tmp, (size_t)T * C, REDUCE_SUM);
+    be->add_inplace(a->x, a->tmp, (size_t)T * C);
+    be->copy(s->x_mid, a->x, (size_t)T * C * sizeof(float));
+
+    be->rmsnorm_fwd(s->xn2, s->rstd2, a->x, P(m, lt->mlp_norm), T, C, eps);
+    linear_fwd(be, s->gate, s->xn2, P(m, lt->gate), T, Fl, C);
+    linear_fwd(be, s->up, s->xn2, P(m, lt->up), T, Fl, C);
+    be->swiglu_fwd(s->h, s->gate, s->up, (size_t)T * Fl);
+    linear_fwd(be, a->tmp, s->h, P(m, lt->down), T, C, Fl);
+    comm_allreduce_f32(m->mesh, GROUP_TP, a->tmp, (size_t)T * C, REDUCE_SUM);
+    be->add_inplace(a->x, a->tmp, (size_t)T * C);
+}
+
+// Vocabulary-parallel log-probs of the scored rows, chunk by chunk: per chunk the
+// logits (n, Vl) exist only on this rank's shard, and three numbers per row cross
+// the TP group. Leaves the global lse of each row in a->lse, log-probs in a->h_lp.
+static void logprob_forward(dpo_model_t *m, const dpo_batch_t *b) {
+    const dpo_backend_t *be = m->be;
+    const dpo_layout_t *lay = &m->layout;
+    dpo_model_acts_t *a = m->acts;
+    int C = lay->cfg.hidden_size, Vl = lay->vocab_local, S = b->n_scored;
+    const float *W = P(m, lay->lm_head);
+    for (int r0 = 0; r0 < S; r0 += m->chunk) {
+        int n = S - r0 < m->chunk ? S - r0 : m->chunk;
+        linear_fwd(be, a->logits, a->hs + (size_t)r0 * C, W, n, Vl, C);
+        float *st = a->stats;  // (3, chunk): max, sumexp, target logit
+        be->logprob_stats(st, st + m->chunk, st + 2 * m->chunk, a->logits, a->targets + r0, n,
+                          Vl, lay->vocab_start, lay->cfg.vocab_size);
+        float *hs = a->h_stats;
+        be->to_host(hs, st, 3 * (size_t)m->chunk * sizeof(float));
+        float *mx = hs, *se = hs + m->chunk, *tg = hs + 2 * m->chunk;
+        if (m->mesh->tp_size > 1) {
+            // Rescale each shard's sum-exp to the global max, then one sum carries both
+            // the sum-exp and the target logit (held by exactly one shard).
+            float *gmax = xmalloc((size_t)n * sizeof(float), "global max");
+            memcpy(gmax, mx, (size_t)n * sizeof(float));
+            comm_allreduce_f32(m->mesh, GROUP_TP, gmax, (size_t)n, REDUCE_MAX);
+            for (int i = 0; i < n; i++) {
+                se[i] = se[i] * expf(mx[i] - gmax[i]);
+                tg[i] = isinf(tg[i]) ? 0.0f : tg[i];
+                mx[i] = gmax[i];
+            }
+            comm_allreduce_f32(m->mesh, GROUP_TP, se, 2 * (size_t)m->chunk, REDUCE_SUM);
+            free(gmax);
+        }
+        for (int i = 0; i < n; i++) {
+            float lse = mx[i] + logf(se[i]);
+            se[i] = lse;
+            a->h_lp[r0 + i] = tg[i] - lse;
+        }
+        be->to_device(a->lse + r0, se, (size_t)n * sizeof(float));
+    }
+}
+
+void model_forward(dpo_model_t *m, const dpo_batch_t *b, double *seq_logps,
+                   bool save_for_backward) {
+    if (save_for_backward && !m->grads) dpo_fatal("model_forward: backward on a frozen model");
+    const dpo_backend_t *be = m->be;
+    const dpo_layout_t *lay = &m->layout;
+    dpo_model_acts_t *a = m->acts;
+    int T = b->n_tokens, C = lay->cfg.hidden_size;
+    upload_batch(m, b);
+    // Vocabulary-parallel embedding: each shard fills its own tokens' rows.
+    be->embedding_fwd(a->x, a->tokens, P(m, lay->embed), T, C, lay->vocab_start, lay->vocab_local);
+    comm_allreduce_f32(m->mesh, GROUP_TP, a->x, (size_t)T * C, REDUCE_SUM);
+    for (int l = 0; l < lay->cfg.num_hidden_layers; l++)
+        layer_forward(m, l, b, &a->layer[save_for_backward ? l : 0]);
+    be->copy(a->x_final_in, a->x, (size_t)T * C * sizeof(float));
+    be->rmsnorm_fwd(a->xf, a->rstd_f, a->x, P(m, lay->final_norm), T, C, lay->cfg.rms_norm_eps);
+    be->gather_rows(a->hs, a->xf, a->rows, b->n_scored, C);
+    logprob_forward(m, b);
+    for (int s = 0; s < b->n_seq; s++) seq_logps[s] = 0.0;
+    for (int i = 0; i < b->n_scored; i++) seq_logps[b->scored_seq[i]] += (double)a->h_lp[i];
+}
+
+// ---------------------------------------------------------------------------
+// Backward
+// ---------------------------------------------------------------------------
+
+static void logprob_backward(dpo_model_t *m, const dpo_batch_t *b, const double *dseq) {
+    const dpo_backend_t *be = m->be;
+    const dpo_layout_t *lay = &m->layout;
+    dpo_model_acts_t *a = m->acts;
+    int C = lay->cfg.hidden_size, Vl = lay->vocab_local, S = b->n_scored;
+    for (int i = 0; i < S; i++) a->h_lp[i] = (float)dseq[b->scored_seq[i]];
+    be->to_device(a->dlp, a->h_lp, (size_t)S * sizeof(float));
+    const float *W = P(m, lay->lm_head);
+    float *dW = G(m, lay->lm_head);
+    for (int r0 = 0; r0 < S; r0 += m->chunk) {
+        int n = S - r0 < m->chunk ? S - r0 : m->chunk;
+        const float *h = a->hs + (size_t)r0 * C;
+        // Recompute this chunk's logits rather than keeping (S, V) of them.
+        linear_fwd(be, a->logits, h, W, n, Vl, C);
+        be->logprob_bwd(a->logits, a->targets + r0, a->lse + r0, a->dlp + r0, n, Vl,
+                        lay->vocab_start, lay->cfg.vocab_size);
+        linear_bwd(be, a->dhs + (size_t)r0 * C, dW, a->logits, h, W, n, Vl, C, 0.0f);
+    }
+    // Each vocabulary shard holds a partial d hidden.
+    comm_allreduce_f32(m->mesh, GROUP_TP, a->dhs, (size_t)S * C, REDUCE_SUM);
+}
+
+static void layer_backward(dpo_model_t *m, int l, const dpo_batch_t *b) {
+    const dpo_backend_t *be = m->be;
+    const dpo_layout_t *lay = &m->layout;
+    const dpo_layer_tensors_t *lt = &lay->layers[l];
+    dpo_model_acts_t *a = m->acts;
+    layer_acts_t *s = &a->layer[l];
+    int T = b->n_tokens, C = lay->cfg.hidden_size, D = lay->head_dim;
+    int Hl = lay->n_heads_local, Kl = lay->n_kv_heads_local, Fl = lay->ffn_local;
+    size_t TC = (size_t)T * C;
+
+    // MLP: x_out = x_mid + down(swiglu(gate(xn2), up(xn2))), a->dx = d x_out.
+    linear_bwd(be, a->dh, G(m, lt->down), a->dx, s->h, P(m, lt->down), T, C, Fl, 0.0f);
+    be->swiglu_bwd(a->dgate, a->dup, a->dh, s->gate, s->up, (size_t)T * Fl);
+    linear_bwd(be, a->dxn, G(m, lt->gate), a->dgate, s->xn2, P(m, lt->gate), T, Fl, C, 0.0f);
+    linear_bwd(be, a->dxn, G(m, lt->up), a->dup, s->xn2, P(m, lt->up), T, Fl, C, 1.0f);
+    comm_allreduce_f32(m->mesh, GROUP_TP, a->dxn, TC, REDUCE_SUM);  // f operator backward
+    be->rmsnorm_bwd(a->dtmp, G(m, lt->mlp_norm), a->dxn, s->x_mid, P(m, lt->mlp_norm), s->rstd2,
+                    T, C);
+    be->add_inplace(a->dx, a->dtmp, TC);
+
+    // Attention: x_mid = x_in + o(attn(rope(q), rope(k), v)).
+    linear_bwd(be, a->datt, G(m, lt->o), a->dx, s->att, P(m, lt->o), T, C, Hl * D, 0.0f);
+    be->attention_bwd(a->dq, a->dk, a->dv, a->datt, s->att, s->lse, s->q, s->k, s->v,
+                      a->cu_seqlens, b->n_seq, T, Hl, Kl, D);
+    be->rope_bwd(a->dq, a->pos, T, Hl, D, lay->cfg.rope_theta);
+    be->rope_bwd(a->dk, a->pos, T, Kl, D, lay->cfg.rope_theta);
+    float *dq = a->dq, *dk = a->dk;
+    if (lay->cfg.qk_norm) {
+        // Through the per-head RMSNorm back to the projections' outputs.
+        be->rmsnorm_bwd(a->dq_pre, G(m, lt->q_norm), a->dq, s->q_pre, P(m, lt->q_norm),
+                        s->rstd_q, T * Hl, D);
+        be->rmsnorm_bwd(a->dk_pre, G(m, lt->k_norm), a->dk, s->k_pre, P(m, lt->k_norm),
+                        s->rstd_k, T * Kl, D);
+        dq = a->dq_pre;
+        dk = a->dk_pre;
+    }
+    if (lt->q_bias >= 0) {
+        be->bias_grad(G(m, lt->q_bias), dq, T, Hl * D);
+        be->bias_grad(G(m, lt->k_bias), dk, T, Kl * D);
+        be->bias_grad(G(m, lt->v_bias), a->dv, T, Kl * D);
+    }
+    linear_bwd(be, a->dxn, G(m, lt->q), dq, s->xn, P(m, lt->q), T, Hl * D, C, 0.0f);
+    linear_bwd(be, a->dxn, G(m, lt->k), dk, s->xn, P(m, lt->k), T, Kl * D, C, 1.0f);
+    linear_bwd(be, a->dxn, G(m, lt->v), a->dv, s->xn, P(m, lt->v), T, Kl * D, C, 1.0f);
+    comm_allreduce_f32(m->mesh, GROUP_TP, a->dxn, TC, REDUCE_SUM);  // f operator backward
+    be->rmsnorm_bwd(a->dtmp, G(m, lt->attn_norm), a->dxn, s->x_in, P(m, lt->attn_norm), s->rstd1,
+                    T, C);
+    be->add_inplace(a->dx, a->dtmp, TC);
+}
+
+void model_backward(dpo_model_t *m, const dpo_batch_t *b, const double *dseq) {
+    if (!m->grads) dpo_fatal("model_backward: the model is frozen");
+    const dpo_backend_t *be = m->be;
+    const dpo_layout_t *lay = &m->layout;
+    dpo_model_acts_t *a = m->acts;
+    int T = b->n_tokens, C = lay->cfg.hidden_size;
+    logprob_backward(m, b, dseq);
+    // d xf: zero except at the scored rows.
+    be->zero(a->dtmp, (size_t)T * C * sizeof(float));
+    be->scatter_add_rows(a->dtmp, a->dhs, a->rows, b->n_scored, C);
+    be->rmsnorm_bwd(a->dx, G(m, lay->final_norm), a->dtmp, a->x_final_in, P(m, lay->final_norm),
+                    a->rstd_f, T, C);
+    for (int l = lay->cfg.num_hidden_layers - 1; l >= 0; l--) layer_backward(m, l, b);
+    // QK-norm weights are replicated but each TP rank applies them to its own heads
+    // only: their gradients are partial sums.
+    for (int l = 0; l < lay->cfg.num_hidden_layers && lay->cfg.qk_norm; l++) {
+        comm_allreduce_f32(m->mesh, GROUP_TP, G(m, lay->layers[l].q_norm), (size_t)lay->head_dim,
+                           REDUCE_SUM);
+        comm_allreduce_f32(m->mesh, GROUP_TP, G(m, lay->layers[l].k_norm), (size_t)lay->head_dim,
+                           REDUCE_SUM);
+    }
+    be->embedding_bwd(G(m, lay->embed), a->tokens, a->dx, T, C, lay->vocab_start,
+                      lay->vocab_local);
+}

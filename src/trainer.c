@@ -1,0 +1,571 @@
+// trainer.c — the DPO loop: data order, micro-batches, reference log-probs,
+// loss, backward, data-parallel gradient reduction, optimizer, validation,
+// checkpoints and metrics.
+//
+// Data order is a pure function of (seed, epoch), and the training position is
+// (step, epoch, epoch_pos), so a resumed run sees exactly the pairs, in exactly
+// the micro-batches, that the uninterrupted run saw.
+#include "dpo/trainer.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "dpo/backend.h"
+#include "dpo/batch.h"
+#include "dpo/ckpt.h"
+#include "dpo/comm.h"
+#include "dpo/dataset.h"
+#include "dpo/error.h"
+#include "dpo/loss.h"
+#include "dpo/metrics.h"
+#include "dpo/model.h"
+#include "dpo/optim.h"
+#include "dpo/rng.h"
+
+#define ERR_LEN 2048
+
+typedef struct {
+    const dpo_config_t *cfg;
+    const dpo_mesh_t *mesh;
+    const dpo_backend_t *be;
+    dpo_dataset_t ds;
+    dpo_model_t policy;
+    dpo_model_t ref;          // unused when reference-free or precomputed
+    bool have_ref_model;
+    dpo_optim_t opt;
+    dpo_batch_t batch;
+    dpo_metrics_t metrics;
+    int micro;                // pairs per micro-batch
+    int accum;                // micro-batches per rank per step
+    int64_t steps_per_epoch;
+    int64_t total_steps;
+    int64_t *perm;            // (train pairs) order of the current epoch
+    int64_t perm_epoch;       // epoch perm was made for (-1: none)
+    double *seq_logps;        // (2*micro) policy log-prob sums of a micro-batch
+    double *ref_logps;        // (2*micro)
+    double *dseq;             // (2*micro)
+    int64_t *idx;             // (micro) pair indices of a micro-batch
+    float **val_ref_cache;    // per validation split: (2*n_pairs) cached reference sums
+    char ref_identity[1200];  // what produced the reference log-probs
+    dpo_train_state_t st;
+    double last_val_metric;
+    bool have_val_metric;
+} trainer_t;
+
+static double now_sec(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int mkdir_p(const char *path) {
+    char tmp[DPO_PATH_MAX];
+    snprintf(tmp, sizeof tmp, "%s", path);
+    for (char *p = tmp + 1; *p; p++) {
+        if (*p != '/') continue;
+        *p = '\0';
+        if (mkdir(tmp, 0755) != 0 && errno != EEXIST) return -1;
+        *p = '/';
+    }
+    if (mkdir(tmp, 0755) != 0 && errno != EEXIST) return -1;
+    return 0;
+}
+
+// ---------------------------------------------------------------------------
+// Set-up
+// ---------------------------------------------------------------------------
+
+// The architecture the run trains: from policy.model_name's checkpoint, or the config.
+static void resolve_model_config(const dpo_config_t *cfg, const char *path,
+                                 dpo_model_config_t *mc) {
+    char err[ERR_LEN];
+    if (path[0] == '\0') {
+        *mc = cfg->model;
+        return;
+    }
+    if (ckpt_read_model_config(path, mc, err, sizeof err) != 0)
+        dpo_fatal("policy.model_name / dpo.reference_model: %s", err);
+}
+
+// Loads weights from `path`, or draws them from the seed when path is "".
+static void model_load_initial(dpo_model_t *m, const char *path, uint64_t seed) {
+    char err[ERR_LEN];
+    if (path[0] == '\0') {
+        model_init_random(m, seed);
+    } else if (ckpt_load_model(path, m, err, sizeof err) != 0) {
+        dpo_fatal("%s", err);
+    }
+}
+
+static void make_model(trainer_t *t, dpo_model_t *m, const char *path, bool trainable) {
+    dpo_model_config_t mc;
+    char err[ERR_LEN];
+    resolve_model_config(t->cfg, path, &mc);
+    if (t->ds.vocab_size > mc.vocab_size)
+        dpo_fatal("%s: the dataset's vocab_size (%d) exceeds the model's (%d)", t->cfg->dataset_path,
+                  t->ds.vocab_size, mc.vocab_size);
+    int max_tokens = t->batch.cap_tokens;
+    if (model_init(m, t->be, t->mesh, &mc, trainable, max_tokens, t->cfg->logprob_chunk_size, err,
+                   sizeof err) != 0)
+        dpo_fatal("%s", err);
+    model_load_initial(m, path, t->cfg->seed);
+}
+
+// Longest sequence over every split, checked against the configured limit.
+static int check_sequence_lengths(const trainer_t *t) {
+    int longest = dataset_max_seq_len(&t->ds.train);
+    for (int i = 0; i < t->ds.n_val; i++) {
+        int l = dataset_max_seq_len(&t->ds.val[i]);
+        if (l > longest) longest = l;
+    }
+    if (longest > t->cfg->max_total_sequence_length)
+        dpo_fatal("policy.max_total_sequence_length = %d, but %s holds a sequence of %d tokens "
+                  "(prepare the data with a matching limit, or raise the key)",
+                  t->cfg->max_total_sequence_length, t->cfg->dataset_path, longest);
+    return longest;
+}
+
+static void describe_reference(trainer_t *t) {
+    const dpo_config_t *cfg = t->cfg;
+    if (cfg->reference_model[0])
+        snprintf(t->ref_identity, sizeof t->ref_identity, "checkpoint:%s", cfg->reference_model);
+    else if (cfg->model_name[0])
+        snprintf(t->ref_identity, sizeof t->ref_identity, "checkpoint:%s", cfg->model_name);
+    else
+        snprintf(t->ref_identity, sizeof t->ref_identity,
+                 "random-init:seed=%llu,hidden=%d,layers=%d,heads=%d/%d,ffn=%d,vocab=%d,std=%g",
+                 (unsigned long long)cfg->seed, cfg->model.hidden_size,
+                 cfg->model.num_hidden_layers, cfg->model.num_attention_heads,
+                 cfg->model.num_key_value_heads, cfg->model.intermediate_size,
+                 cfg->model.vocab_size, (double)cfg->model.initializer_range);
+}
+
+static void trainer_setup(trainer_t *t, const dpo_config_t *cfg, const dpo_mesh_t *mesh,
+                          bool for_training) {
+    char err[ERR_LEN];
+    memset(t, 0, sizeof *t);
+    t->cfg = cfg;
+    t->mesh = mesh;
+    t->perm_epoch = -1;
+    t->be = backend_by_name(cfg->backend);
+    if (!t->be) dpo_fatal("cluster.backend = \"%s\" is not available in this build", cfg->backend);
+    if (dataset_open(&t->ds, cfg->dataset_path, mesh->world, err, sizeof err) != 0)
+        dpo_fatal("data.dataset_path: %s", err);
+    int longest = check_sequence_lengths(t);
+
+    int dp = mesh->dp_size;
+    t->micro = cfg->train_micro_batch_size;
+    if (cfg->train_global_batch_size % (t->micro * dp) != 0)
+        dpo_fatal("policy.train_global_batch_size (%d) must be a multiple of "
+                  "policy.train_micro_batch_size (%d) x data-parallel size (%d)",
+                  cfg->train_global_batch_size, t->micro, dp);
+    t->accum = cfg->train_global_batch_size / (t->micro * dp);
+    batch_alloc(&t->batch, t->micro, 2 * t->micro * longest);
+    t->seq_logps = xcalloc(2 * (size_t)t->micro, sizeof(double), "log-probs");
+    t->ref_logps = xcalloc(2 * (size_t)t->micro, sizeof(double), "reference log-probs");
+    t->dseq = xcalloc(2 * (size_t)t->micro, sizeof(double), "loss gradients");
+    t->idx = xcalloc((size_t)t->micro, sizeof(int64_t), "pair indices");
+    describe_reference(t);
+
+    if (for_training) {
+        int64_t n = t->ds.train.n_pairs;
+        t->steps_per_epoch = n / cfg->train_global_batch_size;
+        if (t->steps_per_epoch == 0)
+            dpo_fatal("policy.train_global_batch_size (%d) exceeds the %lld training pairs of %s",
+                      cfg->train_global_batch_size, (long long)n, cfg->dataset_path);
+        t->total_steps = t->steps_per_epoch * cfg->max_num_epochs;
+        if (cfg->max_num_steps > 0 && cfg->max_num_steps < t->total_steps)
+            t->total_steps = cfg->max_num_steps;
+        t->perm = xcalloc((size_t)n, sizeof(int64_t), "epoch order");
+    }
+}
+
+static void trainer_teardown(trainer_t *t) {
+    if (t->val_ref_cache) {
+        for (int i = 0; i < t->ds.n_val; i++) free(t->val_ref_cache[i]);
+        free(t->val_ref_cache);
+    }
+    if (t->policy.be) {
+        optim_free(&t->opt, &t->policy);
+        model_free(&t->policy);
+    }
+    if (t->have_ref_model) model_free(&t->ref);
+    batch_free(&t->batch);
+    free(t->seq_logps);
+    free(t->ref_logps);
+    free(t->dseq);
+    free(t->idx);
+    free(t->perm);
+    dataset_close(&t->ds);
+    metrics_close(&t->metrics);
+}
+
+// ---------------------------------------------------------------------------
+// One micro-batch
+// ---------------------------------------------------------------------------
+
+static void read_batch(trainer_t *t, const dpo_split_t *s, const int64_t *idx, int n) {
+    char err[ERR_LEN];
+    if (dataset_read_batch(&t->ds, s, idx, n, &t->batch, err, sizeof err) != 0)
+        dpo_fatal("%s", err);
+}
+
+// Reference log-prob sums of the batch's sequences into t->ref_logps.
+static void reference_logps(trainer_t *t) {
+    const dpo_batch_t *b = &t->batch;
+    if (t->cfg->reference_free) {
+        for (int s = 0; s < b->n_seq; s++) t->ref_logps[s] = 0.0;
+    } else if (t->cfg->precomputed_reference_logprobs) {
+        for (int s = 0; s < b->n_seq; s++) t->ref_logps[s] = (double)b->ref_logps[s];
+    } else {
+        model_forward(&t->ref, b, t->ref_logps, false);
+    }
+}
+
+// Loss of the batch's pairs, each divided by `norm` (the step's global pair
+// count); fills t->dseq and adds the pairs' statistics to st.
+static void batch_loss(trainer_t *t, double norm, dpo_loss_stats_t *st) {
+    const dpo_batch_t *b = &t->batch;
+    for (int p = 0; p < b->n_pairs; p++) {
+        int c = 2 * p, r = 2 * p + 1;
+        dpo_pair_logps_t pl = {
+            .policy_chosen = t->seq_logps[c],
+            .policy_rejected = t->seq_logps[r],
+            .ref_chosen = t->ref_logps[c],
+            .ref_rejected = t->ref_logps[r],
+            .n_chosen = b->n_completion[c],
+            .n_rejected = b->n_completion[r],
+        };
+        double dc, dr;
+        loss_pair(t->cfg, &pl, &dc, &dr, st);
+        t->dseq[c] = dc / norm;
+        t->dseq[r] = dr / norm;
+        st->tokens += (double)(b->cu_seqlens[r + 1] - b->cu_seqlens[c]);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Validation
+// ---------------------------------------------------------------------------
+
+static void validate_split(trainer_t *t, int vi, dpo_loss_stats_t *st) {
+    const dpo_split_t *s = &t->ds.val[vi];
+    int64_t n = s->n_pairs;
+    if (t->cfg->val_max_pairs > 0 && n > t->cfg->val_max_pairs) n = t->cfg->val_max_pairs;
+    int mb = t->micro, dp = t->mesh->dp_size;
+    bool compute_ref = !t->cfg->reference_free && !t->cfg->precomputed_reference_logprobs;
+    bool fill_cache = false;
+    if (compute_ref && !t->val_ref_cache[vi]) {
+        // The reference is frozen: its validation log-probs are computed once.
+        t->val_ref_cache[vi] = xcalloc(2 * (size_t)n, sizeof(float), "validation reference cache");
+        fill_cache = true;
+    }
+    int64_t *idx = t->idx;
+    loss_stats_zero(st);
+    int64_t nb = (n + mb - 1) / mb;
+    for (int64_t k = t->mesh->dp_rank; k < nb; k += dp) {
+        int cnt = (int)(n - k * mb < mb ? n - k * mb : mb);
+        for (int i = 0; i < cnt; i++) idx[i] = k * mb + i;
+        read_batch(t, s, idx, cnt);
+        model_forward(&t->policy, &t->batch, t->seq_logps, false);
+        if (compute_ref) {
+            float *cache = t->val_ref_cache[vi] + 2 * k * mb;
+            if (fill_cache) {
+                model_forward(&t->ref, &t->batch, t->ref_logps, false);
+                for (int j = 0; j < 2 * cnt; j++) cache[j] = (float)t->ref_logps[j];
+            }
+            for (int j = 0; j < 2 * cnt; j++) t->ref_logps[j] = (double)cache[j];
+        } else {
+            reference_logps(t);
+        }
+        batch_loss(t, 1.0, st);
+    }
+    comm_allreduce_f64(t->mesh, GROUP_DP, (double *)st, LOSS_STATS_NFIELDS, REDUCE_SUM);
+}
+
+static void run_validation(trainer_t *t, double elapsed) {
+    if (t->ds.n_val == 0) return;
+    const char *metric = t->cfg->metric_name;
+    for (int vi = 0; vi < t->ds.n_val; vi++) {
+        dpo_loss_stats_t st;
+        double t0 = now_sec();
+        validate_split(t, vi, &st);
+        char split[DATASET_NAME_MAX + 8];
+        snprintf(split, sizeof split, "val:%s", t->ds.val[vi].name);
+        double dt = now_sec() - t0;
+        dpo_metrics_ctx_t ctx = {.step = t->st.step, .total_steps = t->total_steps,
+                                 .epoch = t->st.epoch, .split = split, .grad_norm = -1, .lr = -1,
+                                 .tokens_per_sec = dt > 0 ? st.tokens / dt : 0,
+                                 .elapsed_sec = elapsed};
+        metrics_log(&t->metrics, &ctx, &st);
+        // checkpointing.metric_name is "<split>/<field>", e.g. "val:heldout/loss".
+        size_t sl = strlen(split);
+        if (metric[0] && strncmp(metric, split, sl) == 0 && metric[sl] == '/') {
+            double v;
+            if (metrics_field(&st, metric + sl + 1, &v)) {
+                t->last_val_metric = v;
+                t->have_val_metric = true;
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Training
+// ---------------------------------------------------------------------------
+
+static void ensure_epoch_order(trainer_t *t) {
+    if (t->perm_epoch == t->st.epoch) return;
+    int64_t n = t->ds.train.n_pairs;
+    if (t->cfg->shuffle) {
+        dpo_rng_t r;
+        rng_seed(&r, t->cfg->seed, 0x5348554646ull + (uint64_t)t->st.epoch);  // "SHUFF" + epoch
+        rng_permutation(&r, t->perm, n);
+    } else {
+        for (int64_t i = 0; i < n; i++) t->perm[i] = i;
+    }
+    t->perm_epoch = t->st.epoch;
+}
+
+// One optimizer step over the global batch; returns the step's statistics.
+static void train_step(trainer_t *t, dpo_loss_stats_t *st, double *grad_norm, float *lr) {
+    const dpo_config_t *cfg = t->cfg;
+    const dpo_mesh_t *mesh = t->mesh;
+    ensure_epoch_order(t);
+    model_zero_grads(&t->policy);
+    loss_stats_zero(st);
+    double norm = (double)cfg->train_global_batch_size;
+    for (int j = 0; j < t->accum; j++) {
+        // Micro-batch j of DP rank r holds the pairs at global slots (j*dp + r)*micro...
+        int64_t base = t->st.epoch_pos + ((int64_t)j * mesh->dp_size + mesh->dp_rank) * t->micro;
+        read_batch(t, &t->ds.train, t->perm + base, t->micro);
+        reference_logps(t);
+        model_forward(&t->policy, &t->batch, t->seq_logps, true);
+        batch_loss(t, norm, st);
+        model_backward(&t->policy, &t->batch, t->dseq);
+    }
+    comm_allreduce_f32(mesh, GROUP_DP, t->policy.grads, t->policy.layout.n_params, REDUCE_SUM);
+    comm_allreduce_f64(mesh, GROUP_DP, (double *)st, LOSS_STATS_NFIELDS, REDUCE_SUM);
+    *grad_norm = optim_grad_norm(&t->policy);
+    if (!isfinite(*grad_norm) || !isfinite(st->loss))
+        dpo_fatal("step %lld: non-finite loss (%g) or gradient norm (%g); stopping before the "
+                  "optimizer corrupts the weights (lower policy.optimizer.lr?)",
+                  (long long)t->st.step + 1, st->loss, *grad_norm);
+    *lr = optim_lr(cfg, t->st.step, t->total_steps);
+    optim_step(&t->opt, &t->policy, cfg, *lr, *grad_norm);
+    t->st.step++;
+    t->st.epoch_pos += cfg->train_global_batch_size;
+    if (t->st.epoch_pos + cfg->train_global_batch_size > t->ds.train.n_pairs) {
+        t->st.epoch++;
+        t->st.epoch_pos = 0;
+    }
+}
+
+static void save_checkpoint(trainer_t *t, double elapsed) {
+    const dpo_config_t *cfg = t->cfg;
+    char err[ERR_LEN];
+    t->st.elapsed_sec = elapsed;
+    t->st.has_metric = t->have_val_metric;
+    t->st.metric = t->last_val_metric;
+    if (ckpt_save(cfg->checkpoint_dir, t->mesh, &t->policy, &t->opt, &t->st, cfg, err,
+                  sizeof err) != 0)
+        dpo_fatal("checkpointing: %s", err);
+    if (t->mesh->world_rank == 0) {
+        log_info("  saved checkpoint %s/step_%08lld.h5", cfg->checkpoint_dir, (long long)t->st.step);
+        if (cfg->keep_top_k > 0) ckpt_prune(cfg->checkpoint_dir, cfg->keep_top_k, cfg->higher_is_better);
+    }
+    MPI_Barrier(t->mesh->world);
+}
+
+// Restores policy, optimizer and position from the latest checkpoint, if any.
+static bool maybe_resume(trainer_t *t) {
+    const dpo_config_t *cfg = t->cfg;
+    if (!cfg->ckpt_enabled || !cfg->resume) return false;
+    char *latest = ckpt_find_latest(cfg->checkpoint_dir);
+    if (!latest) {
+        log_info("checkpointing.resume: no checkpoint in %s, starting fresh", cfg->checkpoint_dir);
+        return false;
+    }
+    char err[ERR_LEN];
+    if (ckpt_load_model(latest, &t->policy, err, sizeof err) != 0 ||
+        ckpt_load_optim(latest, &t->policy, &t->opt, err, sizeof err) != 0 ||
+        ckpt_load_state(latest, &t->st, err, sizeof err) != 0)
+        dpo_fatal("checkpointing.resume: %s", err);
+    if (t->st.seed != cfg->seed)
+        dpo_fatal("checkpointing.resume: %s was written with dpo.seed = %llu, this run has %llu",
+                  latest, (unsigned long long)t->st.seed, (unsigned long long)cfg->seed);
+    log_info("resumed from %s at step %lld (epoch %lld, pair %lld)", latest, (long long)t->st.step,
+             (long long)t->st.epoch, (long long)t->st.epoch_pos);
+    free(latest);
+    return true;
+}
+
+static void write_effective_config(const dpo_config_t *cfg, const dpo_mesh_t *mesh) {
+    if (mesh->world_rank != 0) return;
+    char path[DPO_PATH_MAX + 32], tmp[DPO_PATH_MAX + 40];
+    snprintf(path, sizeof path, "%s/config.cfg", cfg->log_dir);
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    FILE *f = fopen(tmp, "w");
+    if (!f) dpo_fatal("logger.log_dir: cannot write %s: %s", tmp, strerror(errno));
+    config_write(cfg, f);
+    if (fclose(f) != 0 || rename(tmp, path) != 0)
+        dpo_fatal("logger.log_dir: cannot write %s: %s", path, strerror(errno));
+}
+
+static void print_banner(const trainer_t *t) {
+    const dpo_config_t *cfg = t->cfg;
+    const dpo_layout_t *lay = &t->policy.layout;
+    log_info("model: %lld parameters (hidden %d, layers %d, heads %d/%d, head_dim %d, ffn %d, "
+             "vocab %d%s%s%s)",
+             (long long)layout_total_params(lay), lay->cfg.hidden_size, lay->cfg.num_hidden_layers,
+             lay->cfg.num_attention_heads, lay->cfg.num_key_value_heads, lay->head_dim,
+             lay->cfg.intermediate_size, lay->cfg.vocab_size,
+             lay->cfg.tie_word_embeddings ? ", tied" : "", lay->cfg.attention_bias ? ", qkv bias" : "",
+             lay->cfg.qk_norm ? ", qk-norm" : "");
+    log_info("data: %s — %lld training pairs, %d validation set(s); %lld steps/epoch, %lld steps",
+             cfg->dataset_path, (long long)t->ds.train.n_pairs, t->ds.n_val,
+             (long long)t->steps_per_epoch, (long long)t->total_steps);
+    log_info("batch: %d pairs/step = %d micro x %d accumulation x %d data-parallel; reference: %s",
+             cfg->train_global_batch_size, t->micro, t->accum, t->mesh->dp_size,
+             cfg->reference_free ? "none (reference-free)"
+             : cfg->precomputed_reference_logprobs ? "precomputed log-probs from the dataset"
+                                                   : t->ref_identity);
+}
+
+int trainer_train(const dpo_config_t *cfg, const dpo_mesh_t *mesh) {
+    trainer_t t;
+    char err[ERR_LEN];
+    trainer_setup(&t, cfg, mesh, true);
+    if (mesh->world_rank == 0 && mkdir_p(cfg->log_dir) != 0)
+        dpo_fatal("logger.log_dir: cannot create %s: %s", cfg->log_dir, strerror(errno));
+    write_effective_config(cfg, mesh);
+
+    if (cfg->precomputed_reference_logprobs) {
+        if (!t.ds.train.has_ref)
+            dpo_fatal("dpo.precomputed_reference_logprobs = true, but %s holds no reference "
+                      "log-probs (run dpo_hpc --precompute-reference first)", cfg->dataset_path);
+        for (int i = 0; i < t.ds.n_val; i++)
+            if (!t.ds.val[i].has_ref)
+                dpo_fatal("%s: validation set %s has no reference log-probs", cfg->dataset_path,
+                          t.ds.val[i].name);
+        if (strcmp(t.ds.reference_model, t.ref_identity) != 0)
+            dpo_fatal("dpo.precomputed_reference_logprobs: %s stores log-probs of \"%s\", but this "
+                      "run's reference is \"%s\"", cfg->dataset_path, t.ds.reference_model,
+                      t.ref_identity);
+    } else if (!cfg->reference_free) {
+        // The reference is the initial policy (or dpo.reference_model), loaded before any
+        // resume so that it stays the frozen starting point.
+        make_model(&t, &t.ref, cfg->reference_model[0] ? cfg->reference_model : cfg->model_name,
+                   false);
+        t.have_ref_model = true;
+    }
+    make_model(&t, &t.policy, cfg->model_name, true);
+    optim_init(&t.opt, &t.policy);
+    t.val_ref_cache = xcalloc((size_t)(t.ds.n_val > 0 ? t.ds.n_val : 1), sizeof(float *), "cache");
+    t.st.seed = cfg->seed;
+    bool resumed = maybe_resume(&t);
+    print_banner(&t);
+    if (metrics_open(&t.metrics, cfg->log_dir, mesh->world_rank == 0, resumed, err, sizeof err) != 0)
+        dpo_fatal("logger.log_dir: %s", err);
+
+    double t_start = now_sec() - t.st.elapsed_sec;
+    if (cfg->val_at_start && !resumed) run_validation(&t, 0.0);
+    int64_t step0 = t.st.step;
+    double t_loop = now_sec();
+    while (t.st.step < t.total_steps) {
+        dpo_loss_stats_t st;
+        double gnorm;
+        float lr;
+        double t0 = now_sec();
+        train_step(&t, &st, &gnorm, &lr);
+        double t1 = now_sec();
+        double per_step = (t1 - t_loop) / (double)(t.st.step - step0);
+        dpo_metrics_ctx_t ctx = {.step = t.st.step, .total_steps = t.total_steps,
+                                 .epoch = t.st.epoch, .split = "train", .grad_norm = gnorm,
+                                 .lr = lr, .tokens_per_sec = st.tokens / (t1 - t0),
+                                 .elapsed_sec = t1 - t_start, .step_sec = per_step};
+        metrics_log(&t.metrics, &ctx, &st);
+        bool last = t.st.step == t.total_steps;
+        if ((cfg->val_period > 0 && t.st.step % cfg->val_period == 0) || last)
+            run_validation(&t, now_sec() - t_start);
+        if (cfg->ckpt_enabled && ((cfg->save_period > 0 && t.st.step % cfg->save_period == 0) || last))
+            save_checkpoint(&t, now_sec() - t_start);
+    }
+    log_info("done: %lld steps in %.1f s", (long long)t.st.step, now_sec() - t_start);
+    trainer_teardown(&t);
+    return 0;
+}
+
+// ---------------------------------------------------------------------------
+// Precomputed reference log-probs
+// ---------------------------------------------------------------------------
+
+// Reference sums of every pair of a split; the DP ranks share the work and the
+// result is summed so that rank 0 holds every value.
+static void reference_for_split(trainer_t *t, const dpo_split_t *s, float *chosen,
+                                float *rejected) {
+    int mb = t->micro, dp = t->mesh->dp_size;
+    int64_t n = s->n_pairs, nb = (n + mb - 1) / mb;
+    int64_t *idx = t->idx;
+    memset(chosen, 0, (size_t)n * sizeof(float));
+    memset(rejected, 0, (size_t)n * sizeof(float));
+    for (int64_t k = t->mesh->dp_rank; k < nb; k += dp) {
+        int cnt = (int)(n - k * mb < mb ? n - k * mb : mb);
+        for (int i = 0; i < cnt; i++) idx[i] = k * mb + i;
+        read_batch(t, s, idx, cnt);
+        model_forward(&t->ref, &t->batch, t->ref_logps, false);
+        for (int i = 0; i < cnt; i++) {
+            chosen[k * mb + i] = (float)t->ref_logps[2 * i];
+            rejected[k * mb + i] = (float)t->ref_logps[2 * i + 1];
+        }
+    }
+    comm_allreduce_f32(t->mesh, GROUP_DP, chosen, (size_t)n, REDUCE_SUM);
+    comm_allreduce_f32(t->mesh, GROUP_DP, rejected, (size_t)n, REDUCE_SUM);
+}
+
+int trainer_precompute_reference(const dpo_config_t *cfg, const dpo_mesh_t *mesh) {
+    trainer_t t;
+    char err[ERR_LEN];
+    trainer_setup(&t, cfg, mesh, false);
+    if (cfg->reference_free) dpo_fatal("dpo.reference_free = true: there is no reference to precompute");
+    make_model(&t, &t.ref, cfg->reference_model[0] ? cfg->reference_model : cfg->model_name, false);
+    t.have_ref_model = true;
+    log_info("precomputing reference log-probs of %s with %s", cfg->dataset_path, t.ref_identity);
+    int n_splits = 1 + t.ds.n_val;
+    float **vals = xcalloc(2 * (size_t)n_splits, sizeof(float *), "reference values");
+    char (*groups)[DATASET_NAME_MAX + 16] = xcalloc((size_t)n_splits, sizeof *groups, "groups");
+    int64_t *counts = xcalloc((size_t)n_splits, sizeof(int64_t), "counts");
+    for (int i = 0; i < n_splits; i++) {
+        const dpo_split_t *s = i == 0 ? &t.ds.train : &t.ds.val[i - 1];
+        counts[i] = s->n_pairs;
+        snprintf(groups[i], sizeof groups[i], "%s", s->group_path);
+        vals[2 * i] = xcalloc((size_t)s->n_pairs + 1, sizeof(float), "chosen");
+        vals[2 * i + 1] = xcalloc((size_t)s->n_pairs + 1, sizeof(float), "rejected");
+        double t0 = now_sec();
+        reference_for_split(&t, s, vals[2 * i], vals[2 * i + 1]);
+        log_info("  %-20s %lld pairs in %.1f s", s->name, (long long)s->n_pairs, now_sec() - t0);
+    }
+    // The file is rewritten below: close it everywhere first.
+    trainer_teardown(&t);
+    int ok = 1;
+    if (mesh->world_rank == 0) {
+        for (int i = 0; i < n_splits && ok; i++)
+            if (dataset_store_reference(cfg->dataset_path, groups[i], vals[2 * i], vals[2 * i + 1],
+                                        counts[i], t.ref_identity, err, sizeof err) != 0)
+                ok = 0;
+        if (ok) log_info("stored reference log-probs in %s", cfg->dataset_path);
+    }
+    ok = comm_all_ok(mesh, GROUP_WORLD, ok);
+    for (int i = 0; i < 2 * n_splits; i++) free(vals[i]);
+    free(vals);
+    free(groups);
+    free(counts);
+    if (!ok) dpo_fatal("%s", mesh->world_rank == 0 ? err : "rank 0 failed to store reference log-probs");
+    return 0;
+}

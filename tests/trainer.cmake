@@ -1,0 +1,6 @@
+dpo_script_test(test_cli_errors cli_errors.sh)
+dpo_script_test(test_train_basics train_basics.sh)
+dpo_script_test(test_resume resume.sh)
+dpo_script_test(test_accumulation accumulation.sh)
+dpo_script_test(test_overfit overfit.sh)
+dpo_script_test(test_precompute_reference precompute_reference.sh)
