@@ -116,7 +116,7 @@ int config_load(dpo_config_t *cfg, const char *path, int n_overrides, char **ove
 int config_validate(const dpo_config_t *cfg, char *err, size_t err_len);
 
 // Writes the effective configuration in libconfig syntax (loadable by config_load).
-void config_write(const dpo_config_t *cfg, FILE *f);
+void config_write_cfg(const dpo_config_t *cfg, FILE *f);
 // The same text in a malloc'ed string (for checkpoint attributes).
 char *config_to_string(const dpo_config_t *cfg);
 
