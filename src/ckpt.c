@@ -1,0 +1,879 @@
+// ckpt.c — checkpoints in parallel HDF5 (doc/checkpoint-format.md).
+//
+// One file per checkpoint, <dir>/step_<%08lld>.h5, written collectively by every
+// rank of the mesh through the MPI-IO driver to <name>.tmp and renamed by rank 0
+// once complete. Every tensor is one dataset at its FULL logical shape; each rank
+// writes (DP rank 0 only) or reads (every rank) the hyperslab its layout holds, so
+// a checkpoint written at one TP x DP layout loads at any other.
+//
+// Every collective HDF5 call is made by every rank in the same order, and ranks
+// agree on success after each tensor (one small allreduce), so an I/O error on one
+// rank never leaves the others blocked and every rank returns the same message.
+#include "dpo/ckpt.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <hdf5.h>
+#include <mpi.h>
+
+#include "dpo/error.h"
+
+// HDF5 tuning (doc/checkpoint-format.md, "Parallel I/O choices"): every object of
+// at least 1 MiB (large tensors) starts on a 1 MiB boundary, which matches common
+// parallel file system stripe sizes and keeps one writer per stripe; smaller
+// objects (norm weights, metadata) stay packed so small models do not bloat.
+#define CKPT_ALIGN_THRESHOLD ((hsize_t)1 << 20)
+#define CKPT_ALIGNMENT ((hsize_t)1 << 20)
+#define MSG_LEN 1024
+
+DPO_PRINTF(3, 4) static void errf(char *err, size_t err_len, const char *fmt, ...) {
+    if (!err || err_len == 0) return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, err_len, fmt, ap);
+    va_end(ap);
+}
+
+static void h5_quiet(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
+
+static herr_t h5_walk_cb(unsigned n, const H5E_error2_t *e, void *data) {
+    if (n == 0 && e->desc && e->desc[0]) snprintf((char *)data, 256, "%s", e->desc);
+    return 0;
+}
+static const char *h5_reason(void) {
+    static char buf[256];
+    buf[0] = 0;
+    H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, h5_walk_cb, buf);
+    if (!buf[0]) snprintf(buf, sizeof buf, "HDF5 error");
+    return buf;
+}
+
+// Every rank learns whether all succeeded; on failure every rank's err holds the
+// message of the lowest failing rank.
+static int agree(MPI_Comm comm, int ok, char *err, size_t err_len) {
+    int all = ok;
+    MPI_Allreduce(MPI_IN_PLACE, &all, 1, MPI_INT, MPI_MIN, comm);
+    if (all) return 1;
+    int rank, size;
+    MPI_Comm_rank(comm, &rank);
+    MPI_Comm_size(comm, &size);
+    int who = ok ? size : rank;
+    MPI_Allreduce(MPI_IN_PLACE, &who, 1, MPI_INT, MPI_MIN, comm);
+    char msg[MSG_LEN] = {0};
+    if (rank == who) snprintf(msg, sizeof msg, "%s", err ? err : "");
+    MPI_Bcast(msg, MSG_LEN, MPI_CHAR, who, comm);
+    if (who != 0 && size > 1)
+        errf(err, err_len, "%s [rank %d]", msg, who);
+    else
+        errf(err, err_len, "%s", msg);
+    return 0;
+}
+
+// ---- attributes ----
+
+static int attr_write(hid_t obj, const char *name, hid_t ftype, hid_t mtype, const void *v) {
+    if (H5Aexists(obj, name) > 0 && H5Adelete(obj, name) < 0) return -1;
+    hid_t sp = H5Screate(H5S_SCALAR);
+    hid_t a = H5Acreate2(obj, name, ftype, sp, H5P_DEFAULT, H5P_DEFAULT);
+    int rc = (a >= 0 && H5Awrite(a, mtype, v) >= 0) ? 0 : -1;
+    if (a >= 0) H5Aclose(a);
+    H5Sclose(sp);
+    return rc;
+}
+static int attr_write_i64(hid_t obj, const char *name, int64_t v) {
+    return attr_write(obj, name, H5T_STD_I64LE, H5T_NATIVE_INT64, &v);
+}
+static int attr_write_i32(hid_t obj, const char *name, int v) {
+    return attr_write(obj, name, H5T_STD_I32LE, H5T_NATIVE_INT, &v);
+}
+static int attr_write_f64(hid_t obj, const char *name, double v) {
+    return attr_write(obj, name, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, &v);
+}
+static int attr_write_f32(hid_t obj, const char *name, float v) {
+    return attr_write(obj, name, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, &v);
+}
+static int attr_write_str(hid_t obj, const char *name, const char *val) {
+    if (!val) val = "";
+    hid_t t = H5Tcopy(H5T_C_S1);
+    H5Tset_size(t, strlen(val) + 1);
+    H5Tset_strpad(t, H5T_STR_NULLTERM);
+    H5Tset_cset(t, H5T_CSET_UTF8);
+    int rc = attr_write(obj, name, t, t, val);
+    H5Tclose(t);
+    return rc;
+}
+
+// 0 = read, 1 = absent, -1 = not a scalar of the class.
+static int attr_read(hid_t obj, const char *name, H5T_class_t cls, hid_t mtype, void *v) {
+    if (H5Aexists(obj, name) <= 0) return 1;
+    hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
+    if (a < 0) return -1;
+    hid_t ft = H5Aget_type(a), sp = H5Aget_space(a);
+    H5T_class_t c = ft >= 0 ? H5Tget_class(ft) : H5T_NO_CLASS;
+    bool class_ok = c == cls || (cls == H5T_FLOAT && c == H5T_INTEGER);
+    int rc = (class_ok && sp >= 0 && H5Sget_simple_extent_npoints(sp) == 1 &&
+              H5Aread(a, mtype, v) >= 0)
+                 ? 0
+                 : -1;
+    if (sp >= 0) H5Sclose(sp);
+    if (ft >= 0) H5Tclose(ft);
+    H5Aclose(a);
+    return rc;
+}
+static int attr_read_i64(hid_t obj, const char *name, int64_t *v) {
+    return attr_read(obj, name, H5T_INTEGER, H5T_NATIVE_INT64, v);
+}
+static int attr_read_f64(hid_t obj, const char *name, double *v) {
+    return attr_read(obj, name, H5T_FLOAT, H5T_NATIVE_DOUBLE, v);
+}
+static int attr_read_str(hid_t obj, const char *name, char *out, size_t out_len) {
+    out[0] = 0;
+    if (H5Aexists(obj, name) <= 0) return 1;
+    hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
+    if (a < 0) return -1;
+    int rc = -1;
+    hid_t ft = H5Aget_type(a);
+    if (ft >= 0 && H5Tget_class(ft) == H5T_STRING) {
+        if (H5Tis_variable_str(ft) > 0) {
+            hid_t mt = H5Tcopy(H5T_C_S1);
+            H5Tset_size(mt, H5T_VARIABLE);
+            char *p = NULL;
+            if (H5Aread(a, mt, &p) >= 0 && p) {
+                snprintf(out, out_len, "%s", p);
+                rc = 0;
+            }
+            if (p) H5free_memory(p);
+            H5Tclose(mt);
+        } else {
+            size_t size = H5Tget_size(ft);
+            char *buf = calloc(size + 1, 1);
+            if (buf && H5Aread(a, ft, buf) >= 0) {
+                snprintf(out, out_len, "%s", buf);
+                rc = 0;
+            }
+            free(buf);
+        }
+    }
+    if (ft >= 0) H5Tclose(ft);
+    H5Aclose(a);
+    return rc;
+}
+
+// ---- small file helpers ----
+
+static int mkdir_p(const char *dir, char *err, size_t err_len) {
+    char buf[DPO_PATH_MAX + 8];
+    if (snprintf(buf, sizeof buf, "%s", dir) >= (int)sizeof buf) {
+        errf(err, err_len, "%s: directory path too long", dir);
+        return -1;
+    }
+    size_t n = strlen(buf);
+    for (size_t i = 1; i <= n; i++) {
+        if (buf[i] == '/' || buf[i] == 0) {
+            char c = buf[i];
+            buf[i] = 0;
+            if (mkdir(buf, 0777) != 0 && errno != EEXIST) {
+                errf(err, err_len, "%s: cannot create directory: %s", buf, strerror(errno));
+                return -1;
+            }
+            buf[i] = c;
+        }
+    }
+    struct stat st;
+    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
+        errf(err, err_len, "%s: not a directory", dir);
+        return -1;
+    }
+    return 0;
+}
+
+static void iso_time_now(char *buf, size_t n) {
+    time_t now = time(NULL);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    strftime(buf, n, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+static void fmt_shape(char *buf, size_t n, int ndim, const hsize_t *d) {
+    if (ndim == 1)
+        snprintf(buf, n, "(%llu)", (unsigned long long)d[0]);
+    else if (ndim == 2)
+        snprintf(buf, n, "(%llu, %llu)", (unsigned long long)d[0], (unsigned long long)d[1]);
+    else
+        snprintf(buf, n, "(%d dimensions)", ndim);
+}
+
+// ---- the model config on /model ----
+
+static int write_model_config(hid_t g, const dpo_layout_t *lay) {
+    const dpo_model_config_t *c = &lay->cfg;
+    int rc = 0;
+    rc |= attr_write_i32(g, "vocab_size", c->vocab_size);
+    rc |= attr_write_i32(g, "hidden_size", c->hidden_size);
+    rc |= attr_write_i32(g, "num_hidden_layers", c->num_hidden_layers);
+    rc |= attr_write_i32(g, "num_attention_heads", c->num_attention_heads);
+    rc |= attr_write_i32(g, "num_key_value_heads", c->num_key_value_heads);
+    rc |= attr_write_i32(g, "head_dim", lay->head_dim);  // effective (never 0)
+    rc |= attr_write_i32(g, "intermediate_size", c->intermediate_size);
+    // float32, as in the config struct (h5py shows 1e-05, not 9.99999974738e-06)
+    rc |= attr_write_f32(g, "rope_theta", c->rope_theta);
+    rc |= attr_write_f32(g, "rms_norm_eps", c->rms_norm_eps);
+    rc |= attr_write_i32(g, "attention_bias", c->attention_bias);
+    rc |= attr_write_i32(g, "qk_norm", c->qk_norm);
+    rc |= attr_write_i32(g, "tie_word_embeddings", c->tie_word_embeddings);
+    rc |= attr_write_f32(g, "initializer_range", c->initializer_range);
+    return rc ? -1 : 0;
+}
+
+static int read_model_config(hid_t g, const char *path, dpo_model_config_t *mc, char *err,
+                             size_t err_len) {
+    memset(mc, 0, sizeof *mc);
+    struct {
+        const char *name;
+        int *dst;
+        bool required;
+    } ints[] = {{"vocab_size", &mc->vocab_size, true},
+                {"hidden_size", &mc->hidden_size, true},
+                {"num_hidden_layers", &mc->num_hidden_layers, true},
+                {"num_attention_heads", &mc->num_attention_heads, true},
+                {"num_key_value_heads", &mc->num_key_value_heads, true},
+                {"head_dim", &mc->head_dim, false},
+                {"intermediate_size", &mc->intermediate_size, true}};
+    for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++) {
+        int64_t v = 0;
+        int r = attr_read_i64(g, ints[i].name, &v);
+        if (r < 0 || (r > 0 && ints[i].required)) {
+            errf(err, err_len, "%s: /model: attribute %s is %s", path, ints[i].name,
+                 r > 0 ? "missing" : "not an integer");
+            return -1;
+        }
+        *ints[i].dst = (int)v;
+    }
+    struct {
+        const char *name;
+        float *dst;
+        double def;
+    } flts[] = {{"rope_theta", &mc->rope_theta, 10000.0},
+                {"rms_norm_eps", &mc->rms_norm_eps, 1e-6},
+                {"initializer_range", &mc->initializer_range, 0.02}};
+    for (size_t i = 0; i < sizeof flts / sizeof flts[0]; i++) {
+        double v = flts[i].def;
+        if (attr_read_f64(g, flts[i].name, &v) < 0) {
+            errf(err, err_len, "%s: /model: attribute %s is not a number", path, flts[i].name);
+            return -1;
+        }
+        *flts[i].dst = (float)v;
+    }
+    struct {
+        const char *name;
+        bool *dst;
+    } bools[] = {{"attention_bias", &mc->attention_bias},
+                 {"qk_norm", &mc->qk_norm},
+                 {"tie_word_embeddings", &mc->tie_word_embeddings}};
+    for (size_t i = 0; i < sizeof bools / sizeof bools[0]; i++) {
+        int64_t v = 0;
+        if (attr_read_i64(g, bools[i].name, &v) < 0) {
+            errf(err, err_len, "%s: /model: attribute %s is not an integer (0/1)", path,
+                 bools[i].name);
+            return -1;
+        }
+        *bools[i].dst = v != 0;
+    }
+    return 0;
+}
+
+static void fmt_arch(char *buf, size_t n, const dpo_model_config_t *c) {
+    snprintf(buf, n,
+             "vocab %d, hidden %d, layers %d, heads %d/%d, head_dim %d, ffn %d, bias %d, qk_norm "
+             "%d, tied %d",
+             c->vocab_size, c->hidden_size, c->num_hidden_layers, c->num_attention_heads,
+             c->num_key_value_heads, c->head_dim, c->intermediate_size, c->attention_bias,
+             c->qk_norm, c->tie_word_embeddings);
+}
+
+// Checks format and version of an open checkpoint.
+static int check_format(hid_t f, const char *path, char *err, size_t err_len) {
+    char fmt[128];
+    int r = attr_read_str(f, "format", fmt, sizeof fmt);
+    if (r != 0 || strcmp(fmt, CKPT_FORMAT_NAME) != 0) {
+        errf(err, err_len, "%s: not a dpo_hpc checkpoint (root attribute format is %s%s%s)", path,
+             r == 0 ? "\"" : "", r == 0 ? fmt : "missing", r == 0 ? "\"" : "");
+        return -1;
+    }
+    int64_t v = 0;
+    if (attr_read_i64(f, "format_version", &v) != 0 || v != CKPT_FORMAT_VERSION) {
+        errf(err, err_len, "%s: checkpoint format_version %lld is not supported (this build reads %d)",
+             path, (long long)v, CKPT_FORMAT_VERSION);
+        return -1;
+    }
+    return 0;
+}
+
+// Opens read-only: with the MPI-IO driver over comm (collective loads), or with the
+// default driver (comm == MPI_COMM_NULL: any one rank, metadata only).
+static hid_t open_ckpt(const char *path, MPI_Comm comm, char *err, size_t err_len) {
+    h5_quiet();
+    struct stat st;
+    if (stat(path, &st) != 0) {
+        errf(err, err_len, "%s: cannot open checkpoint: %s", path, strerror(errno));
+        return H5I_INVALID_HID;
+    }
+    if (H5Fis_hdf5(path) <= 0) {
+        errf(err, err_len, "%s: not an HDF5 file", path);
+        return H5I_INVALID_HID;
+    }
+    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+    if (comm != MPI_COMM_NULL) {
+        H5Pset_fapl_mpio(fapl, comm, MPI_INFO_NULL);
+        // every metadata read happens once (rank 0) and is broadcast
+        H5Pset_all_coll_metadata_ops(fapl, true);
+    }
+    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, fapl);
+    H5Pclose(fapl);
+    if (f < 0) {
+        errf(err, err_len, "%s: cannot open HDF5 file (%s)", path, h5_reason());
+        return H5I_INVALID_HID;
+    }
+    if (check_format(f, path, err, err_len) < 0) {
+        H5Fclose(f);
+        return H5I_INVALID_HID;
+    }
+    return f;
+}
+
+// ---- tensors ----
+
+static void tensor_dims(const dpo_tensor_t *t, hsize_t *d) {
+    d[0] = (hsize_t)t->shape[0];
+    d[1] = (hsize_t)t->shape[1];
+}
+
+// Collective over every rank of the file: creates /<group>/<name> at full shape
+// and writes this rank's slab when `writer`, nothing otherwise.
+static int write_tensor(hid_t g, const char *gpath, const char *file, const dpo_model_t *m,
+                        const dpo_tensor_t *t, const float *dev, bool writer, float *stage,
+                        hid_t dxpl, char *err, size_t err_len) {
+    hsize_t dims[2];
+    tensor_dims(t, dims);
+    hid_t fsp = H5Screate_simple(t->ndim, dims, NULL);
+    hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    H5Pset_layout(dcpl, H5D_CONTIGUOUS);
+    H5Pset_alloc_time(dcpl, H5D_ALLOC_TIME_EARLY);
+    H5Pset_fill_time(dcpl, H5D_FILL_TIME_NEVER);  // every element is written below
+    hid_t d = H5Dcreate2(g, t->name, H5T_IEEE_F32LE, fsp, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+    H5Pclose(dcpl);
+    if (d < 0) {
+        errf(err, err_len, "%s: %s/%s: cannot create dataset (%s)", file, gpath, t->name,
+             h5_reason());
+        H5Sclose(fsp);
+        return -1;
+    }
+    size_t n = (size_t)(t->local_shape[0] * t->local_shape[1]);
+    hsize_t one = 1;
+    hid_t msp;
+    if (writer && n > 0) {
+        m->be->to_host(stage, dev + t->offset, n * sizeof(float));
+        hsize_t start[2] = {(hsize_t)t->local_start[0], (hsize_t)t->local_start[1]};
+        hsize_t count[2] = {(hsize_t)t->local_shape[0], (hsize_t)t->local_shape[1]};
+        H5Sselect_hyperslab(fsp, H5S_SELECT_SET, start, NULL, count, NULL);
+        msp = H5Screate_simple(t->ndim, count, NULL);
+    } else {
+        H5Sselect_none(fsp);
+        msp = H5Screate_simple(1, &one, NULL);
+        H5Sselect_none(msp);
+    }
+    herr_t rc = H5Dwrite(d, H5T_NATIVE_FLOAT, msp, fsp, dxpl, stage);
+    if (rc < 0)
+        errf(err, err_len, "%s: %s/%s: write failed (%s)", file, gpath, t->name, h5_reason());
+    H5Sclose(msp);
+    H5Sclose(fsp);
+    if (H5Dclose(d) < 0 && rc >= 0) {
+        errf(err, err_len, "%s: %s/%s: close failed (%s)", file, gpath, t->name, h5_reason());
+        rc = -1;
+    }
+    return rc < 0 ? -1 : 0;
+}
+
+// Collective: reads this rank's slab of /<group>/<name> into dev (checked shape).
+static int read_tensor(hid_t g, const char *gpath, const char *file, const dpo_model_t *m,
+                       const dpo_tensor_t *t, float *dev, float *stage, hid_t dxpl, char *err,
+                       size_t err_len) {
+    if (H5Lexists(g, t->name, H5P_DEFAULT) <= 0) {
+        char a[256];
+        fmt_arch(a, sizeof a, &m->layout.cfg);
+        errf(err, err_len,
+             "%s: %s/%s: missing (the checkpoint holds a different architecture; this model: %s)",
+             file, gpath, t->name, a);
+        return -1;
+    }
+    hid_t d = H5Dopen2(g, t->name, H5P_DEFAULT);
+    if (d < 0) {
+        errf(err, err_len, "%s: %s/%s: not a dataset (%s)", file, gpath, t->name, h5_reason());
+        return -1;
+    }
+    hid_t fsp = H5Dget_space(d), ft = H5Dget_type(d);
+    hsize_t want[2], have[2] = {0, 0};
+    tensor_dims(t, want);
+    int nd = H5Sget_simple_extent_ndims(fsp);
+    if (nd >= 1 && nd <= 2) H5Sget_simple_extent_dims(fsp, have, NULL);
+    int rc = 0;
+    if (nd != t->ndim || have[0] != want[0] || (nd == 2 && have[1] != want[1])) {
+        char sa[64], sb[64];
+        fmt_shape(sa, sizeof sa, nd, have);
+        fmt_shape(sb, sizeof sb, t->ndim, want);
+        errf(err, err_len, "%s: %s/%s: stored shape %s but this model expects %s", file, gpath,
+             t->name, sa, sb);
+        rc = -1;
+    } else if (H5Tget_class(ft) != H5T_FLOAT) {
+        errf(err, err_len, "%s: %s/%s: not floating-point", file, gpath, t->name);
+        rc = -1;
+    }
+    if (rc == 0) {  // every rank reaches here together: the checks see the same file
+        size_t n = (size_t)(t->local_shape[0] * t->local_shape[1]);
+        hsize_t one = 1;
+        hid_t msp;
+        if (n > 0) {
+            hsize_t start[2] = {(hsize_t)t->local_start[0], (hsize_t)t->local_start[1]};
+            hsize_t count[2] = {(hsize_t)t->local_shape[0], (hsize_t)t->local_shape[1]};
+            H5Sselect_hyperslab(fsp, H5S_SELECT_SET, start, NULL, count, NULL);
+            msp = H5Screate_simple(t->ndim, count, NULL);
+        } else {
+            H5Sselect_none(fsp);
+            msp = H5Screate_simple(1, &one, NULL);
+            H5Sselect_none(msp);
+        }
+        if (H5Dread(d, H5T_NATIVE_FLOAT, msp, fsp, dxpl, stage) < 0) {
+            errf(err, err_len, "%s: %s/%s: read failed (%s)", file, gpath, t->name, h5_reason());
+            rc = -1;
+        } else if (n > 0) {
+            m->be->to_device(dev + t->offset, stage, n * sizeof(float));
+        }
+        H5Sclose(msp);
+    }
+    H5Tclose(ft);
+    H5Sclose(fsp);
+    H5Dclose(d);
+    return rc;
+}
+
+static size_t max_local_numel(const dpo_layout_t *lay) {
+    size_t mx = 1;
+    for (int i = 0; i < lay->n_tensors; i++) {
+        const dpo_tensor_t *t = &lay->tensors[i];
+        size_t n = (size_t)(t->local_shape[0] * t->local_shape[1]);
+        if (n > mx) mx = n;
+    }
+    return mx;
+}
+
+// Names in a group that the layout does not know (a different architecture).
+typedef struct {
+    const dpo_layout_t *lay;
+    char extra[DPO_TENSOR_NAME_MAX + 32];
+} extra_ctx_t;
+
+static herr_t find_extra(hid_t g, const char *name, const H5L_info_t *info, void *data) {
+    (void)g;
+    (void)info;
+    extra_ctx_t *c = data;
+    if (layout_find(c->lay, name) < 0) {
+        snprintf(c->extra, sizeof c->extra, "%s", name);
+        return 1;  // stop
+    }
+    return 0;
+}
+
+// Reads every tensor of the layout from group gpath into dev (collective).
+static int load_group(hid_t f, const char *gpath, const char *file, const dpo_model_t *m,
+                      float *dev, char *err, size_t err_len) {
+    MPI_Comm comm = m->mesh->world;
+    const dpo_layout_t *lay = &m->layout;
+    hid_t g = H5Gopen2(f, gpath, H5P_DEFAULT);
+    if (g < 0) {
+        errf(err, err_len, "%s: %s: missing", file, gpath);
+        return -1;
+    }
+    extra_ctx_t ex = {.lay = lay, .extra = ""};
+    H5Literate(g, H5_INDEX_NAME, H5_ITER_INC, NULL, find_extra, &ex);
+    if (ex.extra[0]) {
+        char a[256];
+        fmt_arch(a, sizeof a, &lay->cfg);
+        errf(err, err_len,
+             "%s: %s/%s: stored tensor that this model does not have (different architecture; "
+             "this model: %s)",
+             file, gpath, ex.extra, a);
+        H5Gclose(g);
+        return -1;
+    }
+    float *stage = xmalloc(max_local_numel(lay) * sizeof(float), "checkpoint staging buffer");
+    hid_t dxpl = H5Pcreate(H5P_DATASET_XFER);
+    H5Pset_dxpl_mpio(dxpl, H5FD_MPIO_COLLECTIVE);
+    int ok = 1;
+    for (int i = 0; i < lay->n_tensors && ok; i++) {
+        int r = read_tensor(g, gpath, file, m, &lay->tensors[i], dev, stage, dxpl, err, err_len);
+        ok = agree(comm, r == 0, err, err_len);
+    }
+    H5Pclose(dxpl);
+    free(stage);
+    H5Gclose(g);
+    return ok ? 0 : -1;
+}
+
+// ---- save ----
+
+typedef struct {
+    dpo_train_state_t st;
+    char created[32];
+    int64_t config_len;
+} save_hdr_t;
+
+int ckpt_save(const char *dir, const dpo_mesh_t *mesh, const dpo_model_t *model,
+              const dpo_optim_t *opt, const dpo_train_state_t *st, const dpo_config_t *cfg,
+              char *err, size_t err_len) {
+    h5_quiet();
+    MPI_Comm comm = mesh->world;
+    int rank = mesh->world_rank;
+    const dpo_layout_t *lay = &model->layout;
+    // Attributes are written collectively and must be identical on every rank: take
+    // rank 0's state, time and configuration text.
+    save_hdr_t hdr;
+    memset(&hdr, 0, sizeof hdr);
+    char *config_text = NULL;
+    if (rank == 0) {
+        hdr.st = *st;
+        iso_time_now(hdr.created, sizeof hdr.created);
+        if (cfg) config_text = config_to_string(cfg);
+        hdr.config_len = config_text ? (int64_t)strlen(config_text) : -1;
+    }
+    MPI_Bcast(&hdr, (int)sizeof hdr, MPI_BYTE, 0, comm);
+    if (rank != 0 && hdr.config_len >= 0)
+        config_text = xmalloc((size_t)hdr.config_len + 1, "checkpoint config text");
+    if (hdr.config_len >= 0) {
+        MPI_Bcast(config_text, (int)hdr.config_len + 1, MPI_CHAR, 0, comm);
+    }
+
+    char path[DPO_PATH_MAX + 64], tmp[DPO_PATH_MAX + 80];
+    int ok = 1;
+    if (snprintf(path, sizeof path, "%s/step_%08lld.h5", dir, (long long)hdr.st.step) >=
+        (int)sizeof path) {
+        errf(err, err_len, "%s: checkpoint directory path too long", dir);
+        ok = 0;
+    }
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    if (opt && opt->n != lay->n_params) {
+        errf(err, err_len, "%s: optimizer state holds %zu values but the model %zu", path, opt->n,
+             lay->n_params);
+        ok = 0;
+    }
+    if (rank == 0 && ok && mkdir_p(dir, err, err_len) < 0) ok = 0;
+    if (!agree(comm, ok, err, err_len)) {
+        free(config_text);
+        return -1;
+    }
+
+    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+    H5Pset_fapl_mpio(fapl, comm, MPI_INFO_NULL);
+    H5Pset_all_coll_metadata_ops(fapl, true);  // metadata reads: one rank, broadcast
+    H5Pset_coll_metadata_write(fapl, true);    // metadata writes: collective, aggregated
+    H5Pset_alignment(fapl, CKPT_ALIGN_THRESHOLD, CKPT_ALIGNMENT);
+    H5Pset_libver_bounds(fapl, H5F_LIBVER_V18, H5F_LIBVER_LATEST);  // dense attributes
+    hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+    H5Pclose(fapl);
+    if (f < 0) errf(err, err_len, "%s: cannot create (%s)", tmp, h5_reason());
+    if (!agree(comm, f >= 0, err, err_len)) {
+        if (f >= 0) H5Fclose(f);
+        free(config_text);
+        return -1;
+    }
+
+    const dpo_train_state_t *s = &hdr.st;
+    int r = 0;
+    r |= attr_write_str(f, "format", CKPT_FORMAT_NAME);
+    r |= attr_write_i32(f, "format_version", CKPT_FORMAT_VERSION);
+    r |= attr_write_i64(f, "step", s->step);
+    r |= attr_write_i64(f, "epoch", s->epoch);
+    r |= attr_write_i64(f, "epoch_pos", s->epoch_pos);
+    r |= attr_write(f, "seed", H5T_STD_U64LE, H5T_NATIVE_UINT64, &s->seed);
+    r |= attr_write_f64(f, "elapsed_sec", s->elapsed_sec);
+    r |= attr_write_f64(f, "metric", s->has_metric ? s->metric : NAN);
+    r |= attr_write_i32(f, "has_metric", s->has_metric);
+    r |= attr_write_str(f, "created", hdr.created);
+    r |= attr_write_i32(f, "tp_size", mesh->tp_size);
+    r |= attr_write_i32(f, "dp_size", mesh->dp_size);
+    if (cfg) r |= attr_write_str(f, "metric_name", cfg->metric_name);
+    if (config_text) r |= attr_write_str(f, "config", config_text);
+    free(config_text);
+    hid_t gm = H5Gcreate2(f, "model", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    if (gm < 0 || write_model_config(gm, lay) < 0) r = -1;
+    if (r)
+        errf(err, err_len, "%s: cannot write attributes (%s)", tmp, h5_reason());
+    ok = agree(comm, r == 0, err, err_len);
+
+    float *stage = xmalloc(max_local_numel(lay) * sizeof(float), "checkpoint staging buffer");
+    hid_t dxpl = H5Pcreate(H5P_DATASET_XFER);
+    H5Pset_dxpl_mpio(dxpl, H5FD_MPIO_COLLECTIVE);
+    // One DP replica writes; among TP ranks, replicated tensors come from tp_rank 0.
+    for (int i = 0; i < lay->n_tensors && ok; i++) {
+        const dpo_tensor_t *t = &lay->tensors[i];
+        bool writer = mesh->dp_rank == 0 && (t->shard != SHARD_NONE || mesh->tp_rank == 0);
+        int w = write_tensor(gm, "/model", tmp, model, t, model->params, writer, stage, dxpl, err,
+                             err_len);
+        ok = agree(comm, w == 0, err, err_len);
+    }
+    if (gm >= 0) H5Gclose(gm);
+    if (ok && opt) {
+        hid_t go = H5Gcreate2(f, "optimizer", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+        int rr = go >= 0 ? attr_write_i64(go, "t", opt->t) : -1;
+        const char *names[2] = {"exp_avg", "exp_avg_sq"};
+        const float *bufs[2] = {opt->m, opt->v};
+        for (int k = 0; k < 2 && ok; k++) {
+            char gpath[64];
+            snprintf(gpath, sizeof gpath, "/optimizer/%s", names[k]);
+            hid_t gk = go >= 0 ? H5Gcreate2(go, names[k], H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT)
+                               : H5I_INVALID_HID;
+            if (gk < 0 || rr < 0)
+                errf(err, err_len, "%s: %s: cannot create (%s)", tmp, gpath, h5_reason());
+            ok = agree(comm, gk >= 0 && rr == 0, err, err_len);
+            for (int i = 0; i < lay->n_tensors && ok; i++) {
+                const dpo_tensor_t *t = &lay->tensors[i];
+                bool writer = mesh->dp_rank == 0 && (t->shard != SHARD_NONE || mesh->tp_rank == 0);
+                int w = write_tensor(gk, gpath, tmp, model, t, bufs[k], writer, stage, dxpl, err,
+                                     err_len);
+                ok = agree(comm, w == 0, err, err_len);
+            }
+            if (gk >= 0) H5Gclose(gk);
+        }
+        if (go >= 0) H5Gclose(go);
+    }
+    H5Pclose(dxpl);
+    free(stage);
+
+    herr_t cr = H5Fclose(f);
+    if (ok && cr < 0) errf(err, err_len, "%s: closing failed (%s)", tmp, h5_reason());
+    ok = agree(comm, ok && cr >= 0, err, err_len);
+    MPI_Barrier(comm);
+    if (rank == 0) {
+        if (ok) {
+            int fd = open(tmp, O_RDONLY);
+            if (fd >= 0) {
+                fsync(fd);
+                close(fd);
+            }
+            if (rename(tmp, path) != 0) {
+                errf(err, err_len, "%s: cannot rename to %s: %s", tmp, path, strerror(errno));
+                ok = 0;
+            }
+        }
+        if (!ok) unlink(tmp);
+    }
+    // rank 0's verdict (and message) for everyone
+    int verdict = ok;
+    MPI_Bcast(&verdict, 1, MPI_INT, 0, comm);
+    if (!verdict) {
+        char msg[MSG_LEN];
+        if (rank == 0) snprintf(msg, sizeof msg, "%s", err);
+        MPI_Bcast(msg, MSG_LEN, MPI_CHAR, 0, comm);
+        errf(err, err_len, "%s", msg);
+        return -1;
+    }
+    return 0;
+}
+
+// ---- load ----
+
+int ckpt_read_model_config(const char *path, dpo_model_config_t *mc, char *err, size_t err_len) {
+    hid_t f = open_ckpt(path, MPI_COMM_NULL, err, err_len);
+    if (f < 0) return -1;
+    int rc = -1;
+    hid_t g = H5Gopen2(f, "model", H5P_DEFAULT);
+    if (g < 0)
+        errf(err, err_len, "%s: /model: missing", path);
+    else {
+        rc = read_model_config(g, path, mc, err, err_len);
+        H5Gclose(g);
+    }
+    H5Fclose(f);
+    return rc;
+}
+
+int ckpt_load_model(const char *path, dpo_model_t *model, char *err, size_t err_len) {
+    hid_t f = open_ckpt(path, model->mesh->world, err, err_len);
+    if (f < 0) return -1;
+    int rc = load_group(f, "/model", path, model, model->params, err, err_len);
+    H5Fclose(f);
+    return rc;
+}
+
+int ckpt_load_optim(const char *path, const dpo_model_t *model, dpo_optim_t *opt, char *err,
+                    size_t err_len) {
+    if (opt->n != model->layout.n_params) {
+        errf(err, err_len, "%s: optimizer state holds %zu values but the model %zu", path, opt->n,
+             model->layout.n_params);
+        return -1;
+    }
+    hid_t f = open_ckpt(path, model->mesh->world, err, err_len);
+    if (f < 0) return -1;
+    int rc = -1;
+    hid_t g = H5I_INVALID_HID;
+    int64_t t = 0;
+    if (H5Lexists(f, "optimizer", H5P_DEFAULT) <= 0) {
+        errf(err, err_len, "%s: /optimizer: missing (a weights-only checkpoint cannot resume training)",
+             path);
+    } else if ((g = H5Gopen2(f, "optimizer", H5P_DEFAULT)) < 0 || attr_read_i64(g, "t", &t) != 0) {
+        errf(err, err_len, "%s: /optimizer: attribute t (optimizer steps) missing", path);
+    } else if (load_group(f, "/optimizer/exp_avg", path, model, opt->m, err, err_len) == 0 &&
+               load_group(f, "/optimizer/exp_avg_sq", path, model, opt->v, err, err_len) == 0) {
+        opt->t = t;
+        rc = 0;
+    }
+    if (g >= 0) H5Gclose(g);
+    H5Fclose(f);
+    return rc;
+}
+
+int ckpt_load_state(const char *path, dpo_train_state_t *st, char *err, size_t err_len) {
+    hid_t f = open_ckpt(path, MPI_COMM_NULL, err, err_len);
+    if (f < 0) return -1;
+    memset(st, 0, sizeof *st);
+    int64_t has_metric = 0;
+    int rc = 0;
+    const char *bad = NULL;
+    if (attr_read_i64(f, "step", &st->step) != 0) bad = "step";
+    else if (attr_read_i64(f, "epoch", &st->epoch) != 0) bad = "epoch";
+    else if (attr_read_i64(f, "epoch_pos", &st->epoch_pos) != 0) bad = "epoch_pos";
+    else if (attr_read(f, "seed", H5T_INTEGER, H5T_NATIVE_UINT64, &st->seed) != 0) bad = "seed";
+    else if (attr_read_f64(f, "elapsed_sec", &st->elapsed_sec) != 0) bad = "elapsed_sec";
+    else if (attr_read_i64(f, "has_metric", &has_metric) != 0) bad = "has_metric";
+    else if (attr_read_f64(f, "metric", &st->metric) != 0) bad = "metric";
+    if (bad) {
+        errf(err, err_len, "%s: /: attribute %s missing or of the wrong type", path, bad);
+        rc = -1;
+    }
+    st->has_metric = has_metric != 0;
+    if (!st->has_metric) st->metric = 0.0;
+    H5Fclose(f);
+    return rc;
+}
+
+// ---- directory management ----
+
+// step number of "step_<digits>.h5", or -1
+static long long parse_step_name(const char *name) {
+    if (strncmp(name, "step_", 5) != 0) return -1;
+    const char *p = name + 5;
+    if (*p < '0' || *p > '9') return -1;
+    long long v = 0;
+    for (; *p >= '0' && *p <= '9'; p++) {
+        if (v > (LLONG_MAX - 9) / 10) return -1;
+        v = v * 10 + (*p - '0');
+    }
+    return strcmp(p, ".h5") == 0 ? v : -1;
+}
+
+typedef struct {
+    char *path;
+    long long step;
+    bool has_metric;
+    double metric;
+} ckpt_entry_t;
+
+static int list_ckpts(const char *dir, ckpt_entry_t **out) {
+    *out = NULL;
+    DIR *d = opendir(dir);
+    if (!d) return 0;
+    int n = 0, cap = 0;
+    ckpt_entry_t *v = NULL;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        long long step = parse_step_name(e->d_name);
+        if (step < 0) continue;
+        if (n == cap) {
+            cap = cap ? 2 * cap : 16;
+            v = realloc(v, (size_t)cap * sizeof *v);
+            if (!v) dpo_fatal("out of memory listing checkpoints in %s", dir);
+        }
+        size_t len = strlen(dir) + strlen(e->d_name) + 2;
+        v[n].path = xmalloc(len, "checkpoint path");
+        snprintf(v[n].path, len, "%s/%s", dir, e->d_name);
+        v[n].step = step;
+        v[n].has_metric = false;
+        v[n].metric = 0;
+        n++;
+    }
+    closedir(d);
+    *out = v;
+    return n;
+}
+
+static void free_entries(ckpt_entry_t *v, int n) {
+    for (int i = 0; i < n; i++) free(v[i].path);
+    free(v);
+}
+
+char *ckpt_find_latest(const char *dir) {
+    ckpt_entry_t *v;
+    int n = list_ckpts(dir, &v);
+    int best = -1;
+    for (int i = 0; i < n; i++)
+        if (best < 0 || v[i].step > v[best].step) best = i;
+    char *path = NULL;
+    if (best >= 0) {
+        path = v[best].path;
+        v[best].path = NULL;
+    }
+    free_entries(v, n);
+    return path;
+}
+
+static bool g_higher_is_better;
+
+// best first: with a metric before without; better metric; then newer step
+static int cmp_quality(const void *pa, const void *pb) {
+    const ckpt_entry_t *a = pa, *b = pb;
+    if (a->has_metric != b->has_metric) return a->has_metric ? -1 : 1;
+    if (a->has_metric && a->metric != b->metric) {
+        bool a_better = g_higher_is_better ? a->metric > b->metric : a->metric < b->metric;
+        return a_better ? -1 : 1;
+    }
+    return a->step > b->step ? -1 : (a->step < b->step ? 1 : 0);
+}
+
+void ckpt_prune(const char *dir, int keep_top_k, bool higher_is_better) {
+    if (keep_top_k <= 0) return;  // 0 = keep all
+    h5_quiet();
+    ckpt_entry_t *v;
+    int n = list_ckpts(dir, &v);
+    long long latest = -1;
+    for (int i = 0; i < n; i++) {
+        if (v[i].step > latest) latest = v[i].step;
+        hid_t f = H5Fopen(v[i].path, H5F_ACC_RDONLY, H5P_DEFAULT);
+        if (f < 0) continue;  // unreadable: counts as without a metric
+        int64_t hm = 0;
+        double m = 0;
+        if (attr_read_i64(f, "has_metric", &hm) == 0 && hm && attr_read_f64(f, "metric", &m) == 0 &&
+            !isnan(m)) {
+            v[i].has_metric = true;
+            v[i].metric = m;
+        }
+        H5Fclose(f);
+    }
+    g_higher_is_better = higher_is_better;
+    if (n > 1) qsort(v, (size_t)n, sizeof *v, cmp_quality);
+    for (int i = keep_top_k; i < n; i++) {
+        if (v[i].step == latest) continue;
+        if (unlink(v[i].path) != 0 && errno != ENOENT)
+            log_warn("checkpointing: cannot delete %s: %s", v[i].path, strerror(errno));
+    }
+    free_entries(v, n);
+}

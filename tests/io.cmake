@@ -1,0 +1,30 @@
+# Dataset and checkpoint I/O (src/dataset.c, src/ckpt.c) and the demo data
+# generator (src/dpo_demo_data.c). Files are written under build/tests with a
+# per-test prefix, so these tests may run in parallel.
+dpo_test(NAME test_dataset SOURCES test_dataset.c LIBS dpo_io LABELS io)
+
+# The same program on two ranks: the reader's collective open, the token check
+# shared over ranks and independent batch reads (rank 0 writes the files).
+add_test(NAME test_dataset_np2
+         COMMAND ${DPO_MPIRUN} -np 2 $<TARGET_FILE:test_dataset>
+         WORKING_DIRECTORY ${CMAKE_BINARY_DIR}/tests)
+set_tests_properties(test_dataset_np2 PROPERTIES ENVIRONMENT "${DPO_TEST_ENV}"
+                     SKIP_RETURN_CODE 77 LABELS io TIMEOUT 600)
+
+# dpo_demo_data: every pair checked (arithmetic, near misses, held-out problems
+# never in training), bad arguments exit 2, same seed gives the same data.
+add_test(NAME test_demo_data
+         COMMAND ${DPO_MPIRUN} -np 1 $<TARGET_FILE:test_dataset> --demo $<TARGET_FILE:dpo_demo_data>
+         WORKING_DIRECTORY ${CMAKE_BINARY_DIR}/tests)
+set_tests_properties(test_demo_data PROPERTIES ENVIRONMENT "${DPO_TEST_ENV}"
+                     SKIP_RETURN_CODE 77 LABELS io TIMEOUT 600)
+add_dependencies(test_dataset dpo_demo_data)
+
+# Checkpoints: save / load bit for bit, find_latest, prune, architecture mismatch;
+# on two ranks also across layouts (written at TP 2, read at TP 1 and DP 2).
+dpo_test(NAME test_ckpt SOURCES test_ckpt.c LIBS dpo_io LABELS io)
+add_test(NAME test_ckpt_np2
+         COMMAND ${DPO_MPIRUN} -np 2 $<TARGET_FILE:test_ckpt>
+         WORKING_DIRECTORY ${CMAKE_BINARY_DIR}/tests)
+set_tests_properties(test_ckpt_np2 PROPERTIES ENVIRONMENT "${DPO_TEST_ENV}"
+                     SKIP_RETURN_CODE 77 LABELS io TIMEOUT 600)
