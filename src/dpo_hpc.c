@@ -90,7 +90,7 @@ int main(int argc, char **argv) {
     }
     if (rank == 0) {
         printf("effective configuration:\n");
-        config_write(&cfg, stdout);
+        config_write_cfg(&cfg, stdout);
         fflush(stdout);
     }
 

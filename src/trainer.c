@@ -51,7 +51,7 @@ typedef struct {
     double *ref_logps;        // (2*micro)
     double *dseq;             // (2*micro)
     int64_t *idx;             // (micro) pair indices of a micro-batch
-    float **val_ref_cache;    // per validation split: (2*n_pairs) cached reference sums
+    double **val_ref_cache;   // per validation split: (2*n_pairs) cached reference sums
     char ref_identity[1200];  // what produced the reference log-probs
     dpo_train_state_t st;
     double last_val_metric;
@@ -263,7 +263,7 @@ static void validate_split(trainer_t *t, int vi, dpo_loss_stats_t *st) {
     bool fill_cache = false;
     if (compute_ref && !t->val_ref_cache[vi]) {
         // The reference is frozen: its validation log-probs are computed once.
-        t->val_ref_cache[vi] = xcalloc(2 * (size_t)n, sizeof(float), "validation reference cache");
+        t->val_ref_cache[vi] = xcalloc(2 * (size_t)n, sizeof(double), "validation reference cache");
         fill_cache = true;
     }
     int64_t *idx = t->idx;
@@ -275,12 +275,12 @@ static void validate_split(trainer_t *t, int vi, dpo_loss_stats_t *st) {
         read_batch(t, s, idx, cnt);
         model_forward(&t->policy, &t->batch, t->seq_logps, false);
         if (compute_ref) {
-            float *cache = t->val_ref_cache[vi] + 2 * k * mb;
+            double *cache = t->val_ref_cache[vi] + 2 * k * mb;
             if (fill_cache) {
                 model_forward(&t->ref, &t->batch, t->ref_logps, false);
-                for (int j = 0; j < 2 * cnt; j++) cache[j] = (float)t->ref_logps[j];
+                for (int j = 0; j < 2 * cnt; j++) cache[j] = t->ref_logps[j];
             }
-            for (int j = 0; j < 2 * cnt; j++) t->ref_logps[j] = (double)cache[j];
+            for (int j = 0; j < 2 * cnt; j++) t->ref_logps[j] = cache[j];
         } else {
             reference_logps(t);
         }
@@ -413,7 +413,7 @@ static void write_effective_config(const dpo_config_t *cfg, const dpo_mesh_t *me
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
     FILE *f = fopen(tmp, "w");
     if (!f) dpo_fatal("logger.log_dir: cannot write %s: %s", tmp, strerror(errno));
-    config_write(cfg, f);
+    config_write_cfg(cfg, f);
     if (fclose(f) != 0 || rename(tmp, path) != 0)
         dpo_fatal("logger.log_dir: cannot write %s: %s", path, strerror(errno));
 }
@@ -467,7 +467,7 @@ int trainer_train(const dpo_config_t *cfg, const dpo_mesh_t *mesh) {
     }
     make_model(&t, &t.policy, cfg->model_name, true);
     optim_init(&t.opt, &t.policy);
-    t.val_ref_cache = xcalloc((size_t)(t.ds.n_val > 0 ? t.ds.n_val : 1), sizeof(float *), "cache");
+    t.val_ref_cache = xcalloc((size_t)(t.ds.n_val > 0 ? t.ds.n_val : 1), sizeof(double *), "cache");
     t.st.seed = cfg->seed;
     bool resumed = maybe_resume(&t);
     print_banner(&t);

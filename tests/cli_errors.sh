@@ -19,7 +19,7 @@ expect_error() {
 }
 
 expect_error 1 "no_such\.cfg" no_such.cfg
-cp "$TINY" bad_key.cfg; printf 'dpo = { betaa = 0.1; };\n' >> bad_key.cfg
+sed 's/seed = 7;/seed = 7; betaa = 0.1;/' "$TINY" > bad_key.cfg
 expect_error 1 "bad_key\.cfg:[0-9]+.*(dpo\.betaa|betaa)" bad_key.cfg
 sed 's/max_num_steps = 6;/max_num_steps = "six";/' "$TINY" > bad_type.cfg
 expect_error 1 "bad_type\.cfg:[0-9]+.*dpo\.max_num_steps" bad_type.cfg
