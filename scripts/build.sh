@@ -10,5 +10,5 @@ fi
 BUILD_DIR=${BUILD_DIR:-build}
 cmake -S . -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=${BUILD_TYPE:-Release} "$@" > "$BUILD_DIR.cmake.log" 2>&1 ||
   { cat "$BUILD_DIR.cmake.log"; exit 1; }
-grep -E "dpo_hpc:" "$BUILD_DIR.cmake.log" || true
+grep -E "dpo_hpc:|WARNING" "$BUILD_DIR.cmake.log" || true
 cmake --build "$BUILD_DIR" -j "$(nproc)"

@@ -8,7 +8,7 @@ packages=(
   openmpi-bin libopenmpi-dev
   libhdf5-openmpi-dev hdf5-tools
   libconfig-dev
-  libopenblas-dev
+  libopenblas-openmp-dev
   libomp-dev
   python3
 )
