@@ -51,6 +51,24 @@ void dpo_fatal(const char *fmt, ...) {
     exit(1);
 }
 
+void dpo_fatal_all(const char *fmt, ...) {
+    fflush(stdout);
+    if (g_rank == 0) {
+        va_list ap;
+        fprintf(stderr, "dpo_hpc: error: ");
+        va_start(ap, fmt);
+        vfprintf(stderr, fmt, ap);
+        va_end(ap);
+        fputc('\n', stderr);
+        fflush(stderr);
+    }
+    int initialized = 0, finalized = 0;
+    MPI_Initialized(&initialized);
+    MPI_Finalized(&finalized);
+    if (initialized && !finalized) MPI_Finalize();
+    exit(1);
+}
+
 void *xmalloc(size_t bytes, const char *what) {
     void *p = malloc(bytes ? bytes : 1);
     if (!p) dpo_fatal("out of memory allocating %zu bytes for %s", bytes, what);

@@ -7,7 +7,7 @@ static void mesh_split(dpo_mesh_t *m, MPI_Comm world, int tp_size) {
     MPI_Comm_rank(world, &m->world_rank);
     MPI_Comm_size(world, &m->world_size);
     if (tp_size < 1 || m->world_size % tp_size != 0)
-        dpo_fatal("policy.tensor_parallel_size = %d does not divide the %d MPI ranks of the job",
+        dpo_fatal_all("policy.tensor_parallel_size = %d does not divide the %d MPI ranks of the job",
                   tp_size, m->world_size);
     m->world = world;
     m->tp_size = tp_size;

@@ -90,7 +90,7 @@ static void resolve_model_config(const dpo_config_t *cfg, const char *path,
         return;
     }
     if (ckpt_read_model_config(path, mc, err, sizeof err) != 0)
-        dpo_fatal("policy.model_name / dpo.reference_model: %s", err);
+        dpo_fatal_all("policy.model_name / dpo.reference_model: %s", err);
 }
 
 // Loads weights from `path`, or draws them from the seed when path is "".
@@ -108,12 +108,12 @@ static void make_model(trainer_t *t, dpo_model_t *m, const char *path, bool trai
     char err[ERR_LEN];
     resolve_model_config(t->cfg, path, &mc);
     if (t->ds.vocab_size > mc.vocab_size)
-        dpo_fatal("%s: the dataset's vocab_size (%d) exceeds the model's (%d)", t->cfg->dataset_path,
+        dpo_fatal_all("%s: the dataset's vocab_size (%d) exceeds the model's (%d)", t->cfg->dataset_path,
                   t->ds.vocab_size, mc.vocab_size);
     int max_tokens = t->batch.cap_tokens;
     if (model_init(m, t->be, t->mesh, &mc, trainable, max_tokens, t->cfg->logprob_chunk_size, err,
                    sizeof err) != 0)
-        dpo_fatal("%s", err);
+        dpo_fatal_all("%s", err);
     model_load_initial(m, path, t->cfg->seed);
 }
 
@@ -125,7 +125,7 @@ static int check_sequence_lengths(const trainer_t *t) {
         if (l > longest) longest = l;
     }
     if (longest > t->cfg->max_total_sequence_length)
-        dpo_fatal("policy.max_total_sequence_length = %d, but %s holds a sequence of %d tokens "
+        dpo_fatal_all("policy.max_total_sequence_length = %d, but %s holds a sequence of %d tokens "
                   "(prepare the data with a matching limit, or raise the key)",
                   t->cfg->max_total_sequence_length, t->cfg->dataset_path, longest);
     return longest;
@@ -154,15 +154,15 @@ static void trainer_setup(trainer_t *t, const dpo_config_t *cfg, const dpo_mesh_
     t->mesh = mesh;
     t->perm_epoch = -1;
     t->be = backend_by_name(cfg->backend);
-    if (!t->be) dpo_fatal("cluster.backend = \"%s\" is not available in this build", cfg->backend);
+    if (!t->be) dpo_fatal_all("cluster.backend = \"%s\" is not available in this build", cfg->backend);
     if (dataset_open(&t->ds, cfg->dataset_path, mesh->world, err, sizeof err) != 0)
-        dpo_fatal("data.dataset_path: %s", err);
+        dpo_fatal_all("data.dataset_path: %s", err);
     int longest = check_sequence_lengths(t);
 
     int dp = mesh->dp_size;
     t->micro = cfg->train_micro_batch_size;
     if (cfg->train_global_batch_size % (t->micro * dp) != 0)
-        dpo_fatal("policy.train_global_batch_size (%d) must be a multiple of "
+        dpo_fatal_all("policy.train_global_batch_size (%d) must be a multiple of "
                   "policy.train_micro_batch_size (%d) x data-parallel size (%d)",
                   cfg->train_global_batch_size, t->micro, dp);
     t->accum = cfg->train_global_batch_size / (t->micro * dp);
@@ -177,7 +177,7 @@ static void trainer_setup(trainer_t *t, const dpo_config_t *cfg, const dpo_mesh_
         int64_t n = t->ds.train.n_pairs;
         t->steps_per_epoch = n / cfg->train_global_batch_size;
         if (t->steps_per_epoch == 0)
-            dpo_fatal("policy.train_global_batch_size (%d) exceeds the %lld training pairs of %s",
+            dpo_fatal_all("policy.train_global_batch_size (%d) exceeds the %lld training pairs of %s",
                       cfg->train_global_batch_size, (long long)n, cfg->dataset_path);
         t->total_steps = t->steps_per_epoch * cfg->max_num_epochs;
         if (cfg->max_num_steps > 0 && cfg->max_num_steps < t->total_steps)
@@ -398,7 +398,7 @@ static bool maybe_resume(trainer_t *t) {
         ckpt_load_state(latest, &t->st, err, sizeof err) != 0)
         dpo_fatal("checkpointing.resume: %s", err);
     if (t->st.seed != cfg->seed)
-        dpo_fatal("checkpointing.resume: %s was written with dpo.seed = %llu, this run has %llu",
+        dpo_fatal_all("checkpointing.resume: %s was written with dpo.seed = %llu, this run has %llu",
                   latest, (unsigned long long)t->st.seed, (unsigned long long)cfg->seed);
     log_info("resumed from %s at step %lld (epoch %lld, pair %lld)", latest, (long long)t->st.step,
              (long long)t->st.epoch, (long long)t->st.epoch_pos);
@@ -448,14 +448,14 @@ int trainer_train(const dpo_config_t *cfg, const dpo_mesh_t *mesh) {
 
     if (cfg->precomputed_reference_logprobs) {
         if (!t.ds.train.has_ref)
-            dpo_fatal("dpo.precomputed_reference_logprobs = true, but %s holds no reference "
+            dpo_fatal_all("dpo.precomputed_reference_logprobs = true, but %s holds no reference "
                       "log-probs (run dpo_hpc --precompute-reference first)", cfg->dataset_path);
         for (int i = 0; i < t.ds.n_val; i++)
             if (!t.ds.val[i].has_ref)
-                dpo_fatal("%s: validation set %s has no reference log-probs", cfg->dataset_path,
+                dpo_fatal_all("%s: validation set %s has no reference log-probs", cfg->dataset_path,
                           t.ds.val[i].name);
         if (strcmp(t.ds.reference_model, t.ref_identity) != 0)
-            dpo_fatal("dpo.precomputed_reference_logprobs: %s stores log-probs of \"%s\", but this "
+            dpo_fatal_all("dpo.precomputed_reference_logprobs: %s stores log-probs of \"%s\", but this "
                       "run's reference is \"%s\"", cfg->dataset_path, t.ds.reference_model,
                       t.ref_identity);
     } else if (!cfg->reference_free) {
@@ -533,7 +533,7 @@ int trainer_precompute_reference(const dpo_config_t *cfg, const dpo_mesh_t *mesh
     trainer_t t;
     char err[ERR_LEN];
     trainer_setup(&t, cfg, mesh, false);
-    if (cfg->reference_free) dpo_fatal("dpo.reference_free = true: there is no reference to precompute");
+    if (cfg->reference_free) dpo_fatal_all("dpo.reference_free = true: there is no reference to precompute");
     make_model(&t, &t.ref, cfg->reference_model[0] ? cfg->reference_model : cfg->model_name, false);
     t.have_ref_model = true;
     log_info("precomputing reference log-probs of %s with %s", cfg->dataset_path, t.ref_identity);

@@ -32,6 +32,11 @@ void log_warn(const char *fmt, ...) DPO_PRINTF(1, 2);
 // exit code 1 (MPI_Abort when several ranks run, exit() otherwise).
 void dpo_fatal(const char *fmt, ...) DPO_PRINTF(1, 2) DPO_NORETURN;
 
+// For an error every rank detects identically (a configuration or data-shape
+// check): rank 0 prints it once, every rank finalizes MPI and exits 1. Must be
+// reached by all ranks; use dpo_fatal for errors of one rank.
+void dpo_fatal_all(const char *fmt, ...) DPO_PRINTF(1, 2) DPO_NORETURN;
+
 // Checked allocation: dies with a message naming what was being allocated.
 void *xmalloc(size_t bytes, const char *what);
 void *xcalloc(size_t n, size_t size, const char *what);

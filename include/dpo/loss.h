@@ -21,7 +21,9 @@ typedef struct {
     double loss, preference_loss, sft_loss;
     double accuracy;          // count of pairs with reward_chosen > reward_rejected
     double rewards_chosen, rewards_rejected, margins;  // β-scaled, as TRL
-    double logps_chosen, logps_rejected;               // policy log-prob sums
+    // Policy log-probs as the preference loss sees them: sums, or per-token means
+    // when an IPO term is listed (TRL averages every reward metric then).
+    double logps_chosen, logps_rejected;
     double tokens;            // all tokens (prompt + completion) of the pairs
 } dpo_loss_stats_t;
 
