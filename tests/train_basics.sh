@@ -38,4 +38,13 @@ PY
 mv out first_out
 run 1 first_out/config.cfg dpo.max_num_steps=1 logger.log_dir=again
 grep -q '"step": 1' again/metrics.jsonl || fail "re-running the effective config failed"
+# Reference-free: no reference model is built, rewards are beta * policy log-probs.
+run 1 "$TINY" dpo.max_num_steps=1 dpo.reference_free=true logger.log_dir=free
+grep -q "reference: none (reference-free)" run.log || { cat run.log; fail "reference-free not reported"; }
+python3 - free/metrics.jsonl <<'PY'
+import json, sys
+r = [x for x in map(json.loads, open(sys.argv[1])) if x["split"] == "train"][0]
+assert abs(r["rewards_chosen"] - 0.1 * r["logps_chosen"]) <= 1e-6 * abs(r["rewards_chosen"]), r
+print("reference-free: rewards = beta * policy log-probs")
+PY
 echo "train_basics: all checks passed"
