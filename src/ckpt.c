@@ -28,6 +28,8 @@
 #include <mpi.h>
 
 #include "dpo/error.h"
+#include "dpo/h5util.h"
+#include "dpo/util.h"
 
 // HDF5 tuning (doc/checkpoint-format.md, "Parallel I/O choices"): every object of
 // at least 1 MiB (large tensors) starts on a 1 MiB boundary, which matches common
@@ -36,28 +38,6 @@
 #define CKPT_ALIGN_THRESHOLD ((hsize_t)1 << 20)
 #define CKPT_ALIGNMENT ((hsize_t)1 << 20)
 #define MSG_LEN 1024
-
-DPO_PRINTF(3, 4) static void errf(char *err, size_t err_len, const char *fmt, ...) {
-    if (!err || err_len == 0) return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, err_len, fmt, ap);
-    va_end(ap);
-}
-
-static void h5_quiet(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
-
-static herr_t h5_walk_cb(unsigned n, const H5E_error2_t *e, void *data) {
-    if (n == 0 && e->desc && e->desc[0]) snprintf((char *)data, 256, "%s", e->desc);
-    return 0;
-}
-static const char *h5_reason(void) {
-    static char buf[256];
-    buf[0] = 0;
-    H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, h5_walk_cb, buf);
-    if (!buf[0]) snprintf(buf, sizeof buf, "HDF5 error");
-    return buf;
-}
 
 // Every rank learns whether all succeeded; on failure every rank's err holds the
 // message of the lowest failing rank.
@@ -74,136 +54,13 @@ static int agree(MPI_Comm comm, int ok, char *err, size_t err_len) {
     if (rank == who) snprintf(msg, sizeof msg, "%s", err ? err : "");
     MPI_Bcast(msg, MSG_LEN, MPI_CHAR, who, comm);
     if (who != 0 && size > 1)
-        errf(err, err_len, "%s [rank %d]", msg, who);
+        dpo_errf(err, err_len, "%s [rank %d]", msg, who);
     else
-        errf(err, err_len, "%s", msg);
+        dpo_errf(err, err_len, "%s", msg);
     return 0;
-}
-
-// ---- attributes ----
-
-static int attr_write(hid_t obj, const char *name, hid_t ftype, hid_t mtype, const void *v) {
-    if (H5Aexists(obj, name) > 0 && H5Adelete(obj, name) < 0) return -1;
-    hid_t sp = H5Screate(H5S_SCALAR);
-    hid_t a = H5Acreate2(obj, name, ftype, sp, H5P_DEFAULT, H5P_DEFAULT);
-    int rc = (a >= 0 && H5Awrite(a, mtype, v) >= 0) ? 0 : -1;
-    if (a >= 0) H5Aclose(a);
-    H5Sclose(sp);
-    return rc;
-}
-static int attr_write_i64(hid_t obj, const char *name, int64_t v) {
-    return attr_write(obj, name, H5T_STD_I64LE, H5T_NATIVE_INT64, &v);
-}
-static int attr_write_i32(hid_t obj, const char *name, int v) {
-    return attr_write(obj, name, H5T_STD_I32LE, H5T_NATIVE_INT, &v);
-}
-static int attr_write_f64(hid_t obj, const char *name, double v) {
-    return attr_write(obj, name, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, &v);
-}
-static int attr_write_f32(hid_t obj, const char *name, float v) {
-    return attr_write(obj, name, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, &v);
-}
-static int attr_write_str(hid_t obj, const char *name, const char *val) {
-    if (!val) val = "";
-    hid_t t = H5Tcopy(H5T_C_S1);
-    H5Tset_size(t, strlen(val) + 1);
-    H5Tset_strpad(t, H5T_STR_NULLTERM);
-    H5Tset_cset(t, H5T_CSET_UTF8);
-    int rc = attr_write(obj, name, t, t, val);
-    H5Tclose(t);
-    return rc;
-}
-
-// 0 = read, 1 = absent, -1 = not a scalar of the class.
-static int attr_read(hid_t obj, const char *name, H5T_class_t cls, hid_t mtype, void *v) {
-    if (H5Aexists(obj, name) <= 0) return 1;
-    hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
-    if (a < 0) return -1;
-    hid_t ft = H5Aget_type(a), sp = H5Aget_space(a);
-    H5T_class_t c = ft >= 0 ? H5Tget_class(ft) : H5T_NO_CLASS;
-    bool class_ok = c == cls || (cls == H5T_FLOAT && c == H5T_INTEGER);
-    int rc = (class_ok && sp >= 0 && H5Sget_simple_extent_npoints(sp) == 1 &&
-              H5Aread(a, mtype, v) >= 0)
-                 ? 0
-                 : -1;
-    if (sp >= 0) H5Sclose(sp);
-    if (ft >= 0) H5Tclose(ft);
-    H5Aclose(a);
-    return rc;
-}
-static int attr_read_i64(hid_t obj, const char *name, int64_t *v) {
-    return attr_read(obj, name, H5T_INTEGER, H5T_NATIVE_INT64, v);
-}
-static int attr_read_f64(hid_t obj, const char *name, double *v) {
-    return attr_read(obj, name, H5T_FLOAT, H5T_NATIVE_DOUBLE, v);
-}
-static int attr_read_str(hid_t obj, const char *name, char *out, size_t out_len) {
-    out[0] = 0;
-    if (H5Aexists(obj, name) <= 0) return 1;
-    hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
-    if (a < 0) return -1;
-    int rc = -1;
-    hid_t ft = H5Aget_type(a);
-    if (ft >= 0 && H5Tget_class(ft) == H5T_STRING) {
-        if (H5Tis_variable_str(ft) > 0) {
-            hid_t mt = H5Tcopy(H5T_C_S1);
-            H5Tset_size(mt, H5T_VARIABLE);
-            char *p = NULL;
-            if (H5Aread(a, mt, &p) >= 0 && p) {
-                snprintf(out, out_len, "%s", p);
-                rc = 0;
-            }
-            if (p) H5free_memory(p);
-            H5Tclose(mt);
-        } else {
-            size_t size = H5Tget_size(ft);
-            char *buf = calloc(size + 1, 1);
-            if (buf && H5Aread(a, ft, buf) >= 0) {
-                snprintf(out, out_len, "%s", buf);
-                rc = 0;
-            }
-            free(buf);
-        }
-    }
-    if (ft >= 0) H5Tclose(ft);
-    H5Aclose(a);
-    return rc;
 }
 
 // ---- small file helpers ----
-
-static int mkdir_p(const char *dir, char *err, size_t err_len) {
-    char buf[DPO_PATH_MAX + 8];
-    if (snprintf(buf, sizeof buf, "%s", dir) >= (int)sizeof buf) {
-        errf(err, err_len, "%s: directory path too long", dir);
-        return -1;
-    }
-    size_t n = strlen(buf);
-    for (size_t i = 1; i <= n; i++) {
-        if (buf[i] == '/' || buf[i] == 0) {
-            char c = buf[i];
-            buf[i] = 0;
-            if (mkdir(buf, 0777) != 0 && errno != EEXIST) {
-                errf(err, err_len, "%s: cannot create directory: %s", buf, strerror(errno));
-                return -1;
-            }
-            buf[i] = c;
-        }
-    }
-    struct stat st;
-    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
-        errf(err, err_len, "%s: not a directory", dir);
-        return -1;
-    }
-    return 0;
-}
-
-static void iso_time_now(char *buf, size_t n) {
-    time_t now = time(NULL);
-    struct tm tm;
-    gmtime_r(&now, &tm);
-    strftime(buf, n, "%Y-%m-%dT%H:%M:%SZ", &tm);
-}
 
 static void fmt_shape(char *buf, size_t n, int ndim, const hsize_t *d) {
     if (ndim == 1)
@@ -219,20 +76,20 @@ static void fmt_shape(char *buf, size_t n, int ndim, const hsize_t *d) {
 static int write_model_config(hid_t g, const dpo_layout_t *lay) {
     const dpo_model_config_t *c = &lay->cfg;
     int rc = 0;
-    rc |= attr_write_i32(g, "vocab_size", c->vocab_size);
-    rc |= attr_write_i32(g, "hidden_size", c->hidden_size);
-    rc |= attr_write_i32(g, "num_hidden_layers", c->num_hidden_layers);
-    rc |= attr_write_i32(g, "num_attention_heads", c->num_attention_heads);
-    rc |= attr_write_i32(g, "num_key_value_heads", c->num_key_value_heads);
-    rc |= attr_write_i32(g, "head_dim", lay->head_dim);  // effective (never 0)
-    rc |= attr_write_i32(g, "intermediate_size", c->intermediate_size);
+    rc |= h5util_attr_write_int(g, "vocab_size", H5T_STD_I32LE, c->vocab_size);
+    rc |= h5util_attr_write_int(g, "hidden_size", H5T_STD_I32LE, c->hidden_size);
+    rc |= h5util_attr_write_int(g, "num_hidden_layers", H5T_STD_I32LE, c->num_hidden_layers);
+    rc |= h5util_attr_write_int(g, "num_attention_heads", H5T_STD_I32LE, c->num_attention_heads);
+    rc |= h5util_attr_write_int(g, "num_key_value_heads", H5T_STD_I32LE, c->num_key_value_heads);
+    rc |= h5util_attr_write_int(g, "head_dim", H5T_STD_I32LE, lay->head_dim);  // effective (never 0)
+    rc |= h5util_attr_write_int(g, "intermediate_size", H5T_STD_I32LE, c->intermediate_size);
     // float32, as in the config struct (h5py shows 1e-05, not 9.99999974738e-06)
-    rc |= attr_write_f32(g, "rope_theta", c->rope_theta);
-    rc |= attr_write_f32(g, "rms_norm_eps", c->rms_norm_eps);
-    rc |= attr_write_i32(g, "attention_bias", c->attention_bias);
-    rc |= attr_write_i32(g, "qk_norm", c->qk_norm);
-    rc |= attr_write_i32(g, "tie_word_embeddings", c->tie_word_embeddings);
-    rc |= attr_write_f32(g, "initializer_range", c->initializer_range);
+    rc |= h5util_attr_write_f32(g, "rope_theta", c->rope_theta);
+    rc |= h5util_attr_write_f32(g, "rms_norm_eps", c->rms_norm_eps);
+    rc |= h5util_attr_write_int(g, "attention_bias", H5T_STD_I32LE, c->attention_bias);
+    rc |= h5util_attr_write_int(g, "qk_norm", H5T_STD_I32LE, c->qk_norm);
+    rc |= h5util_attr_write_int(g, "tie_word_embeddings", H5T_STD_I32LE, c->tie_word_embeddings);
+    rc |= h5util_attr_write_f32(g, "initializer_range", c->initializer_range);
     return rc ? -1 : 0;
 }
 
@@ -252,9 +109,9 @@ static int read_model_config(hid_t g, const char *path, dpo_model_config_t *mc, 
                 {"intermediate_size", &mc->intermediate_size, true}};
     for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++) {
         int64_t v = 0;
-        int r = attr_read_i64(g, ints[i].name, &v);
+        int r = h5util_attr_read_int(g, ints[i].name, &v);
         if (r < 0 || (r > 0 && ints[i].required)) {
-            errf(err, err_len, "%s: /model: attribute %s is %s", path, ints[i].name,
+            dpo_errf(err, err_len, "%s: /model: attribute %s is %s", path, ints[i].name,
                  r > 0 ? "missing" : "not an integer");
             return -1;
         }
@@ -269,8 +126,8 @@ static int read_model_config(hid_t g, const char *path, dpo_model_config_t *mc, 
                 {"initializer_range", &mc->initializer_range, 0.02}};
     for (size_t i = 0; i < sizeof flts / sizeof flts[0]; i++) {
         double v = flts[i].def;
-        if (attr_read_f64(g, flts[i].name, &v) < 0) {
-            errf(err, err_len, "%s: /model: attribute %s is not a number", path, flts[i].name);
+        if (h5util_attr_read_f64(g, flts[i].name, &v) < 0) {
+            dpo_errf(err, err_len, "%s: /model: attribute %s is not a number", path, flts[i].name);
             return -1;
         }
         *flts[i].dst = (float)v;
@@ -283,8 +140,8 @@ static int read_model_config(hid_t g, const char *path, dpo_model_config_t *mc, 
                  {"tie_word_embeddings", &mc->tie_word_embeddings}};
     for (size_t i = 0; i < sizeof bools / sizeof bools[0]; i++) {
         int64_t v = 0;
-        if (attr_read_i64(g, bools[i].name, &v) < 0) {
-            errf(err, err_len, "%s: /model: attribute %s is not an integer (0/1)", path,
+        if (h5util_attr_read_int(g, bools[i].name, &v) < 0) {
+            dpo_errf(err, err_len, "%s: /model: attribute %s is not an integer (0/1)", path,
                  bools[i].name);
             return -1;
         }
@@ -305,15 +162,15 @@ static void fmt_arch(char *buf, size_t n, const dpo_model_config_t *c) {
 // Checks format and version of an open checkpoint.
 static int check_format(hid_t f, const char *path, char *err, size_t err_len) {
     char fmt[128];
-    int r = attr_read_str(f, "format", fmt, sizeof fmt);
+    int r = h5util_attr_read_str(f, "format", fmt, sizeof fmt);
     if (r != 0 || strcmp(fmt, CKPT_FORMAT_NAME) != 0) {
-        errf(err, err_len, "%s: not a dpo_hpc checkpoint (root attribute format is %s%s%s)", path,
+        dpo_errf(err, err_len, "%s: not a dpo_hpc checkpoint (root attribute format is %s%s%s)", path,
              r == 0 ? "\"" : "", r == 0 ? fmt : "missing", r == 0 ? "\"" : "");
         return -1;
     }
     int64_t v = 0;
-    if (attr_read_i64(f, "format_version", &v) != 0 || v != CKPT_FORMAT_VERSION) {
-        errf(err, err_len, "%s: checkpoint format_version %lld is not supported (this build reads %d)",
+    if (h5util_attr_read_int(f, "format_version", &v) != 0 || v != CKPT_FORMAT_VERSION) {
+        dpo_errf(err, err_len, "%s: checkpoint format_version %lld is not supported (this build reads %d)",
              path, (long long)v, CKPT_FORMAT_VERSION);
         return -1;
     }
@@ -323,14 +180,14 @@ static int check_format(hid_t f, const char *path, char *err, size_t err_len) {
 // Opens read-only: with the MPI-IO driver over comm (collective loads), or with the
 // default driver (comm == MPI_COMM_NULL: any one rank, metadata only).
 static hid_t open_ckpt(const char *path, MPI_Comm comm, char *err, size_t err_len) {
-    h5_quiet();
+    h5util_quiet();
     struct stat st;
     if (stat(path, &st) != 0) {
-        errf(err, err_len, "%s: cannot open checkpoint: %s", path, strerror(errno));
+        dpo_errf(err, err_len, "%s: cannot open checkpoint: %s", path, strerror(errno));
         return H5I_INVALID_HID;
     }
     if (H5Fis_hdf5(path) <= 0) {
-        errf(err, err_len, "%s: not an HDF5 file", path);
+        dpo_errf(err, err_len, "%s: not an HDF5 file", path);
         return H5I_INVALID_HID;
     }
     hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
@@ -342,7 +199,7 @@ static hid_t open_ckpt(const char *path, MPI_Comm comm, char *err, size_t err_le
     hid_t f = H5Fopen(path, H5F_ACC_RDONLY, fapl);
     H5Pclose(fapl);
     if (f < 0) {
-        errf(err, err_len, "%s: cannot open HDF5 file (%s)", path, h5_reason());
+        dpo_errf(err, err_len, "%s: cannot open HDF5 file (%s)", path, h5util_reason());
         return H5I_INVALID_HID;
     }
     if (check_format(f, path, err, err_len) < 0) {
@@ -374,8 +231,8 @@ static int write_tensor(hid_t g, const char *gpath, const char *file, const dpo_
     hid_t d = H5Dcreate2(g, t->name, H5T_IEEE_F32LE, fsp, H5P_DEFAULT, dcpl, H5P_DEFAULT);
     H5Pclose(dcpl);
     if (d < 0) {
-        errf(err, err_len, "%s: %s/%s: cannot create dataset (%s)", file, gpath, t->name,
-             h5_reason());
+        dpo_errf(err, err_len, "%s: %s/%s: cannot create dataset (%s)", file, gpath, t->name,
+             h5util_reason());
         H5Sclose(fsp);
         return -1;
     }
@@ -395,11 +252,11 @@ static int write_tensor(hid_t g, const char *gpath, const char *file, const dpo_
     }
     herr_t rc = H5Dwrite(d, H5T_NATIVE_FLOAT, msp, fsp, dxpl, stage);
     if (rc < 0)
-        errf(err, err_len, "%s: %s/%s: write failed (%s)", file, gpath, t->name, h5_reason());
+        dpo_errf(err, err_len, "%s: %s/%s: write failed (%s)", file, gpath, t->name, h5util_reason());
     H5Sclose(msp);
     H5Sclose(fsp);
     if (H5Dclose(d) < 0 && rc >= 0) {
-        errf(err, err_len, "%s: %s/%s: close failed (%s)", file, gpath, t->name, h5_reason());
+        dpo_errf(err, err_len, "%s: %s/%s: close failed (%s)", file, gpath, t->name, h5util_reason());
         rc = -1;
     }
     return rc < 0 ? -1 : 0;
@@ -412,14 +269,14 @@ static int read_tensor(hid_t g, const char *gpath, const char *file, const dpo_m
     if (H5Lexists(g, t->name, H5P_DEFAULT) <= 0) {
         char a[256];
         fmt_arch(a, sizeof a, &m->layout.cfg);
-        errf(err, err_len,
+        dpo_errf(err, err_len,
              "%s: %s/%s: missing (the checkpoint holds a different architecture; this model: %s)",
              file, gpath, t->name, a);
         return -1;
     }
     hid_t d = H5Dopen2(g, t->name, H5P_DEFAULT);
     if (d < 0) {
-        errf(err, err_len, "%s: %s/%s: not a dataset (%s)", file, gpath, t->name, h5_reason());
+        dpo_errf(err, err_len, "%s: %s/%s: not a dataset (%s)", file, gpath, t->name, h5util_reason());
         return -1;
     }
     hid_t fsp = H5Dget_space(d), ft = H5Dget_type(d);
@@ -432,11 +289,11 @@ static int read_tensor(hid_t g, const char *gpath, const char *file, const dpo_m
         char sa[64], sb[64];
         fmt_shape(sa, sizeof sa, nd, have);
         fmt_shape(sb, sizeof sb, t->ndim, want);
-        errf(err, err_len, "%s: %s/%s: stored shape %s but this model expects %s", file, gpath,
+        dpo_errf(err, err_len, "%s: %s/%s: stored shape %s but this model expects %s", file, gpath,
              t->name, sa, sb);
         rc = -1;
     } else if (H5Tget_class(ft) != H5T_FLOAT) {
-        errf(err, err_len, "%s: %s/%s: not floating-point", file, gpath, t->name);
+        dpo_errf(err, err_len, "%s: %s/%s: not floating-point", file, gpath, t->name);
         rc = -1;
     }
     if (rc == 0) {  // every rank reaches here together: the checks see the same file
@@ -454,7 +311,7 @@ static int read_tensor(hid_t g, const char *gpath, const char *file, const dpo_m
             H5Sselect_none(msp);
         }
         if (H5Dread(d, H5T_NATIVE_FLOAT, msp, fsp, dxpl, stage) < 0) {
-            errf(err, err_len, "%s: %s/%s: read failed (%s)", file, gpath, t->name, h5_reason());
+            dpo_errf(err, err_len, "%s: %s/%s: read failed (%s)", file, gpath, t->name, h5util_reason());
             rc = -1;
         } else if (n > 0) {
             m->be->to_device(dev + t->offset, stage, n * sizeof(float));
@@ -501,7 +358,7 @@ static int load_group(hid_t f, const char *gpath, const char *file, const dpo_mo
     const dpo_layout_t *lay = &m->layout;
     hid_t g = H5Gopen2(f, gpath, H5P_DEFAULT);
     if (g < 0) {
-        errf(err, err_len, "%s: %s: missing", file, gpath);
+        dpo_errf(err, err_len, "%s: %s: missing", file, gpath);
         return -1;
     }
     extra_ctx_t ex = {.lay = lay, .extra = ""};
@@ -509,7 +366,7 @@ static int load_group(hid_t f, const char *gpath, const char *file, const dpo_mo
     if (ex.extra[0]) {
         char a[256];
         fmt_arch(a, sizeof a, &lay->cfg);
-        errf(err, err_len,
+        dpo_errf(err, err_len,
              "%s: %s/%s: stored tensor that this model does not have (different architecture; "
              "this model: %s)",
              file, gpath, ex.extra, a);
@@ -541,7 +398,7 @@ typedef struct {
 int ckpt_save(const char *dir, const dpo_mesh_t *mesh, const dpo_model_t *model,
               const dpo_optim_t *opt, const dpo_train_state_t *st, const dpo_config_t *cfg,
               char *err, size_t err_len) {
-    h5_quiet();
+    h5util_quiet();
     MPI_Comm comm = mesh->world;
     int rank = mesh->world_rank;
     const dpo_layout_t *lay = &model->layout;
@@ -552,7 +409,7 @@ int ckpt_save(const char *dir, const dpo_mesh_t *mesh, const dpo_model_t *model,
     char *config_text = NULL;
     if (rank == 0) {
         hdr.st = *st;
-        iso_time_now(hdr.created, sizeof hdr.created);
+        util_iso_time(hdr.created, sizeof hdr.created);
         if (cfg) config_text = config_to_string(cfg);
         hdr.config_len = config_text ? (int64_t)strlen(config_text) : -1;
     }
@@ -567,16 +424,16 @@ int ckpt_save(const char *dir, const dpo_mesh_t *mesh, const dpo_model_t *model,
     int ok = 1;
     if (snprintf(path, sizeof path, "%s/step_%08lld.h5", dir, (long long)hdr.st.step) >=
         (int)sizeof path) {
-        errf(err, err_len, "%s: checkpoint directory path too long", dir);
+        dpo_errf(err, err_len, "%s: checkpoint directory path too long", dir);
         ok = 0;
     }
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
     if (opt && opt->n != lay->n_params) {
-        errf(err, err_len, "%s: optimizer state holds %zu values but the model %zu", path, opt->n,
+        dpo_errf(err, err_len, "%s: optimizer state holds %zu values but the model %zu", path, opt->n,
              lay->n_params);
         ok = 0;
     }
-    if (rank == 0 && ok && mkdir_p(dir, err, err_len) < 0) ok = 0;
+    if (rank == 0 && ok && util_mkdir_p(dir, err, err_len) < 0) ok = 0;
     if (!agree(comm, ok, err, err_len)) {
         free(config_text);
         return -1;
@@ -590,7 +447,7 @@ int ckpt_save(const char *dir, const dpo_mesh_t *mesh, const dpo_model_t *model,
     H5Pset_libver_bounds(fapl, H5F_LIBVER_V18, H5F_LIBVER_LATEST);  // dense attributes
     hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
     H5Pclose(fapl);
-    if (f < 0) errf(err, err_len, "%s: cannot create (%s)", tmp, h5_reason());
+    if (f < 0) dpo_errf(err, err_len, "%s: cannot create (%s)", tmp, h5util_reason());
     if (!agree(comm, f >= 0, err, err_len)) {
         if (f >= 0) H5Fclose(f);
         free(config_text);
@@ -599,25 +456,25 @@ int ckpt_save(const char *dir, const dpo_mesh_t *mesh, const dpo_model_t *model,
 
     const dpo_train_state_t *s = &hdr.st;
     int r = 0;
-    r |= attr_write_str(f, "format", CKPT_FORMAT_NAME);
-    r |= attr_write_i32(f, "format_version", CKPT_FORMAT_VERSION);
-    r |= attr_write_i64(f, "step", s->step);
-    r |= attr_write_i64(f, "epoch", s->epoch);
-    r |= attr_write_i64(f, "epoch_pos", s->epoch_pos);
-    r |= attr_write(f, "seed", H5T_STD_U64LE, H5T_NATIVE_UINT64, &s->seed);
-    r |= attr_write_f64(f, "elapsed_sec", s->elapsed_sec);
-    r |= attr_write_f64(f, "metric", s->has_metric ? s->metric : NAN);
-    r |= attr_write_i32(f, "has_metric", s->has_metric);
-    r |= attr_write_str(f, "created", hdr.created);
-    r |= attr_write_i32(f, "tp_size", mesh->tp_size);
-    r |= attr_write_i32(f, "dp_size", mesh->dp_size);
-    if (cfg) r |= attr_write_str(f, "metric_name", cfg->metric_name);
-    if (config_text) r |= attr_write_str(f, "config", config_text);
+    r |= h5util_attr_write_str(f, "format", CKPT_FORMAT_NAME);
+    r |= h5util_attr_write_int(f, "format_version", H5T_STD_I32LE, CKPT_FORMAT_VERSION);
+    r |= h5util_attr_write_int(f, "step", H5T_STD_I64LE, s->step);
+    r |= h5util_attr_write_int(f, "epoch", H5T_STD_I64LE, s->epoch);
+    r |= h5util_attr_write_int(f, "epoch_pos", H5T_STD_I64LE, s->epoch_pos);
+    r |= h5util_attr_write(f, "seed", H5T_STD_U64LE, H5T_NATIVE_UINT64, &s->seed);
+    r |= h5util_attr_write_f64(f, "elapsed_sec", s->elapsed_sec);
+    r |= h5util_attr_write_f64(f, "metric", s->has_metric ? s->metric : NAN);
+    r |= h5util_attr_write_int(f, "has_metric", H5T_STD_I32LE, s->has_metric);
+    r |= h5util_attr_write_str(f, "created", hdr.created);
+    r |= h5util_attr_write_int(f, "tp_size", H5T_STD_I32LE, mesh->tp_size);
+    r |= h5util_attr_write_int(f, "dp_size", H5T_STD_I32LE, mesh->dp_size);
+    if (cfg) r |= h5util_attr_write_str(f, "metric_name", cfg->metric_name);
+    if (config_text) r |= h5util_attr_write_str(f, "config", config_text);
     free(config_text);
     hid_t gm = H5Gcreate2(f, "model", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
     if (gm < 0 || write_model_config(gm, lay) < 0) r = -1;
     if (r)
-        errf(err, err_len, "%s: cannot write attributes (%s)", tmp, h5_reason());
+        dpo_errf(err, err_len, "%s: cannot write attributes (%s)", tmp, h5util_reason());
     ok = agree(comm, r == 0, err, err_len);
 
     float *stage = xmalloc(max_local_numel(lay) * sizeof(float), "checkpoint staging buffer");
@@ -634,7 +491,7 @@ int ckpt_save(const char *dir, const dpo_mesh_t *mesh, const dpo_model_t *model,
     if (gm >= 0) H5Gclose(gm);
     if (ok && opt) {
         hid_t go = H5Gcreate2(f, "optimizer", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-        int rr = go >= 0 ? attr_write_i64(go, "t", opt->t) : -1;
+        int rr = go >= 0 ? h5util_attr_write_int(go, "t", H5T_STD_I64LE, opt->t) : -1;
         const char *names[2] = {"exp_avg", "exp_avg_sq"};
         const float *bufs[2] = {opt->m, opt->v};
         for (int k = 0; k < 2 && ok; k++) {
@@ -643,7 +500,7 @@ int ckpt_save(const char *dir, const dpo_mesh_t *mesh, const dpo_model_t *model,
             hid_t gk = go >= 0 ? H5Gcreate2(go, names[k], H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT)
                                : H5I_INVALID_HID;
             if (gk < 0 || rr < 0)
-                errf(err, err_len, "%s: %s: cannot create (%s)", tmp, gpath, h5_reason());
+                dpo_errf(err, err_len, "%s: %s: cannot create (%s)", tmp, gpath, h5util_reason());
             ok = agree(comm, gk >= 0 && rr == 0, err, err_len);
             for (int i = 0; i < lay->n_tensors && ok; i++) {
                 const dpo_tensor_t *t = &lay->tensors[i];
@@ -660,7 +517,7 @@ int ckpt_save(const char *dir, const dpo_mesh_t *mesh, const dpo_model_t *model,
     free(stage);
 
     herr_t cr = H5Fclose(f);
-    if (ok && cr < 0) errf(err, err_len, "%s: closing failed (%s)", tmp, h5_reason());
+    if (ok && cr < 0) dpo_errf(err, err_len, "%s: closing failed (%s)", tmp, h5util_reason());
     ok = agree(comm, ok && cr >= 0, err, err_len);
     MPI_Barrier(comm);
     if (rank == 0) {
@@ -671,7 +528,7 @@ int ckpt_save(const char *dir, const dpo_mesh_t *mesh, const dpo_model_t *model,
                 close(fd);
             }
             if (rename(tmp, path) != 0) {
-                errf(err, err_len, "%s: cannot rename to %s: %s", tmp, path, strerror(errno));
+                dpo_errf(err, err_len, "%s: cannot rename to %s: %s", tmp, path, strerror(errno));
                 ok = 0;
             }
         }
@@ -684,7 +541,7 @@ int ckpt_save(const char *dir, const dpo_mesh_t *mesh, const dpo_model_t *model,
         char msg[MSG_LEN];
         if (rank == 0) snprintf(msg, sizeof msg, "%s", err);
         MPI_Bcast(msg, MSG_LEN, MPI_CHAR, 0, comm);
-        errf(err, err_len, "%s", msg);
+        dpo_errf(err, err_len, "%s", msg);
         return -1;
     }
     return 0;
@@ -698,7 +555,7 @@ int ckpt_read_model_config(const char *path, dpo_model_config_t *mc, char *err, 
     int rc = -1;
     hid_t g = H5Gopen2(f, "model", H5P_DEFAULT);
     if (g < 0)
-        errf(err, err_len, "%s: /model: missing", path);
+        dpo_errf(err, err_len, "%s: /model: missing", path);
     else {
         rc = read_model_config(g, path, mc, err, err_len);
         H5Gclose(g);
@@ -718,7 +575,7 @@ int ckpt_load_model(const char *path, dpo_model_t *model, char *err, size_t err_
 int ckpt_load_optim(const char *path, const dpo_model_t *model, dpo_optim_t *opt, char *err,
                     size_t err_len) {
     if (opt->n != model->layout.n_params) {
-        errf(err, err_len, "%s: optimizer state holds %zu values but the model %zu", path, opt->n,
+        dpo_errf(err, err_len, "%s: optimizer state holds %zu values but the model %zu", path, opt->n,
              model->layout.n_params);
         return -1;
     }
@@ -728,10 +585,10 @@ int ckpt_load_optim(const char *path, const dpo_model_t *model, dpo_optim_t *opt
     hid_t g = H5I_INVALID_HID;
     int64_t t = 0;
     if (H5Lexists(f, "optimizer", H5P_DEFAULT) <= 0) {
-        errf(err, err_len, "%s: /optimizer: missing (a weights-only checkpoint cannot resume training)",
+        dpo_errf(err, err_len, "%s: /optimizer: missing (a weights-only checkpoint cannot resume training)",
              path);
-    } else if ((g = H5Gopen2(f, "optimizer", H5P_DEFAULT)) < 0 || attr_read_i64(g, "t", &t) != 0) {
-        errf(err, err_len, "%s: /optimizer: attribute t (optimizer steps) missing", path);
+    } else if ((g = H5Gopen2(f, "optimizer", H5P_DEFAULT)) < 0 || h5util_attr_read_int(g, "t", &t) != 0) {
+        dpo_errf(err, err_len, "%s: /optimizer: attribute t (optimizer steps) missing", path);
     } else if (load_group(f, "/optimizer/exp_avg", path, model, opt->m, err, err_len) == 0 &&
                load_group(f, "/optimizer/exp_avg_sq", path, model, opt->v, err, err_len) == 0) {
         opt->t = t;
@@ -749,15 +606,15 @@ int ckpt_load_state(const char *path, dpo_train_state_t *st, char *err, size_t e
     int64_t has_metric = 0;
     int rc = 0;
     const char *bad = NULL;
-    if (attr_read_i64(f, "step", &st->step) != 0) bad = "step";
-    else if (attr_read_i64(f, "epoch", &st->epoch) != 0) bad = "epoch";
-    else if (attr_read_i64(f, "epoch_pos", &st->epoch_pos) != 0) bad = "epoch_pos";
-    else if (attr_read(f, "seed", H5T_INTEGER, H5T_NATIVE_UINT64, &st->seed) != 0) bad = "seed";
-    else if (attr_read_f64(f, "elapsed_sec", &st->elapsed_sec) != 0) bad = "elapsed_sec";
-    else if (attr_read_i64(f, "has_metric", &has_metric) != 0) bad = "has_metric";
-    else if (attr_read_f64(f, "metric", &st->metric) != 0) bad = "metric";
+    if (h5util_attr_read_int(f, "step", &st->step) != 0) bad = "step";
+    else if (h5util_attr_read_int(f, "epoch", &st->epoch) != 0) bad = "epoch";
+    else if (h5util_attr_read_int(f, "epoch_pos", &st->epoch_pos) != 0) bad = "epoch_pos";
+    else if (h5util_attr_read_u64(f, "seed", &st->seed) != 0) bad = "seed";
+    else if (h5util_attr_read_f64(f, "elapsed_sec", &st->elapsed_sec) != 0) bad = "elapsed_sec";
+    else if (h5util_attr_read_int(f, "has_metric", &has_metric) != 0) bad = "has_metric";
+    else if (h5util_attr_read_f64(f, "metric", &st->metric) != 0) bad = "metric";
     if (bad) {
-        errf(err, err_len, "%s: /: attribute %s missing or of the wrong type", path, bad);
+        dpo_errf(err, err_len, "%s: /: attribute %s missing or of the wrong type", path, bad);
         rc = -1;
     }
     st->has_metric = has_metric != 0;
@@ -851,7 +708,7 @@ static int cmp_quality(const void *pa, const void *pb) {
 
 void ckpt_prune(const char *dir, int keep_top_k, bool higher_is_better) {
     if (keep_top_k <= 0) return;  // 0 = keep all
-    h5_quiet();
+    h5util_quiet();
     ckpt_entry_t *v;
     int n = list_ckpts(dir, &v);
     long long latest = -1;
@@ -861,7 +718,7 @@ void ckpt_prune(const char *dir, int keep_top_k, bool higher_is_better) {
         if (f < 0) continue;  // unreadable: counts as without a metric
         int64_t hm = 0;
         double m = 0;
-        if (attr_read_i64(f, "has_metric", &hm) == 0 && hm && attr_read_f64(f, "metric", &m) == 0 &&
+        if (h5util_attr_read_int(f, "has_metric", &hm) == 0 && hm && h5util_attr_read_f64(f, "metric", &m) == 0 &&
             !isnan(m)) {
             v[i].has_metric = true;
             v[i].metric = m;

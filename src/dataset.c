@@ -27,6 +27,8 @@
 #include <unistd.h>
 
 #include "dpo/error.h"
+#include "dpo/h5util.h"
+#include "dpo/util.h"
 
 // Elements per append block (and per chunk of an extendible dataset). 1 Mi int32
 // tokens = a 4 MiB chunk: larger than the default 1 MiB chunk cache, so random
@@ -44,126 +46,9 @@ static int64_t scan_block(void) {
 // ---------------------------------------------------------------------------
 // small helpers
 
-DPO_PRINTF(3, 4) static void errf(char *err, size_t err_len, const char *fmt, ...) {
-    if (!err || err_len == 0) return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, err_len, fmt, ap);
-    va_end(ap);
-}
-
-// HDF5 prints its own error stack by default; we write our own messages.
-static void h5_quiet(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
-
-// The most specific entry of HDF5's current error stack (for "why" in messages).
-static herr_t h5_walk_cb(unsigned n, const H5E_error2_t *e, void *data) {
-    if (n == 0 && e->desc && e->desc[0]) snprintf((char *)data, 256, "%s", e->desc);
-    return 0;
-}
-static const char *h5_reason(void) {
-    static char buf[256];
-    buf[0] = 0;
-    H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, h5_walk_cb, buf);
-    if (!buf[0]) snprintf(buf, sizeof buf, "HDF5 error");
-    return buf;
-}
-
 static void h5_close_id(hid_t *id, herr_t (*fn)(hid_t)) {
     if (*id >= 0) fn(*id);
     *id = H5I_INVALID_HID;
-}
-
-// ---- attributes ----
-
-static int attr_write_str(hid_t obj, const char *name, const char *val) {
-    if (!val) val = "";
-    if (H5Aexists(obj, name) > 0 && H5Adelete(obj, name) < 0) return -1;
-    hid_t t = H5Tcopy(H5T_C_S1);
-    H5Tset_size(t, strlen(val) + 1);
-    H5Tset_strpad(t, H5T_STR_NULLTERM);
-    H5Tset_cset(t, H5T_CSET_UTF8);
-    hid_t sp = H5Screate(H5S_SCALAR);
-    hid_t a = H5Acreate2(obj, name, t, sp, H5P_DEFAULT, H5P_DEFAULT);
-    int rc = (a >= 0 && H5Awrite(a, t, val) >= 0) ? 0 : -1;
-    if (a >= 0) H5Aclose(a);
-    H5Sclose(sp);
-    H5Tclose(t);
-    return rc;
-}
-
-static int attr_write_int(hid_t obj, const char *name, hid_t file_type, int64_t v) {
-    if (H5Aexists(obj, name) > 0 && H5Adelete(obj, name) < 0) return -1;
-    hid_t sp = H5Screate(H5S_SCALAR);
-    hid_t a = H5Acreate2(obj, name, file_type, sp, H5P_DEFAULT, H5P_DEFAULT);
-    int rc = (a >= 0 && H5Awrite(a, H5T_NATIVE_INT64, &v) >= 0) ? 0 : -1;
-    if (a >= 0) H5Aclose(a);
-    H5Sclose(sp);
-    return rc;
-}
-
-// 0 = read, 1 = absent, -1 = present but not a scalar string / too long / unreadable.
-static int attr_read_str(hid_t obj, const char *name, char *out, size_t out_len) {
-    out[0] = 0;
-    if (H5Aexists(obj, name) <= 0) return 1;
-    hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
-    if (a < 0) return -1;
-    int rc = -1;
-    hid_t ft = H5Aget_type(a);
-    hid_t sp = H5Aget_space(a);
-    if (ft >= 0 && sp >= 0 && H5Tget_class(ft) == H5T_STRING && H5Sget_simple_extent_npoints(sp) == 1) {
-        if (H5Tis_variable_str(ft) > 0) {
-            hid_t mt = H5Tcopy(H5T_C_S1);
-            H5Tset_size(mt, H5T_VARIABLE);
-            H5Tset_cset(mt, H5Tget_cset(ft));
-            char *p = NULL;
-            if (H5Aread(a, mt, &p) >= 0) {
-                if (p && strlen(p) < out_len) {
-                    strcpy(out, p);
-                    rc = 0;
-                }
-                if (p) H5free_memory(p);
-            }
-            H5Tclose(mt);
-        } else {
-            size_t size = H5Tget_size(ft);
-            char *buf = calloc(size + 1, 1);
-            hid_t mt = H5Tcopy(ft);
-            if (buf && H5Aread(a, mt, buf) >= 0 && strlen(buf) < out_len) {
-                strcpy(out, buf);
-                rc = 0;
-            }
-            H5Tclose(mt);
-            free(buf);
-        }
-    }
-    if (sp >= 0) H5Sclose(sp);
-    if (ft >= 0) H5Tclose(ft);
-    H5Aclose(a);
-    return rc;
-}
-
-// 0 = read, 1 = absent, -1 = present but not a scalar integer.
-static int attr_read_int(hid_t obj, const char *name, int64_t *v) {
-    if (H5Aexists(obj, name) <= 0) return 1;
-    hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
-    if (a < 0) return -1;
-    int rc = -1;
-    hid_t ft = H5Aget_type(a);
-    hid_t sp = H5Aget_space(a);
-    if (ft >= 0 && sp >= 0 && H5Tget_class(ft) == H5T_INTEGER &&
-        H5Sget_simple_extent_npoints(sp) == 1 && H5Aread(a, H5T_NATIVE_INT64, v) >= 0)
-        rc = 0;
-    if (sp >= 0) H5Sclose(sp);
-    if (ft >= 0) H5Tclose(ft);
-    H5Aclose(a);
-    return rc;
-}
-
-static void iso_time_now(char *buf, size_t n) {
-    time_t now = time(NULL);
-    struct tm tm;
-    gmtime_r(&now, &tm);
-    strftime(buf, n, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
 static int fsync_path(const char *path) {
@@ -203,18 +88,18 @@ static int64_t check_1d(hid_t d, const char *file, const char *dpath, H5T_class_
     hid_t t = H5Dget_type(d);
     int64_t len = -1;
     if (sp < 0 || t < 0) {
-        errf(err, err_len, "%s: %s: cannot read its shape or type (%s)", file, dpath, h5_reason());
+        dpo_errf(err, err_len, "%s: %s: cannot read its shape or type (%s)", file, dpath, h5util_reason());
     } else if (H5Sget_simple_extent_ndims(sp) != 1) {
-        errf(err, err_len, "%s: %s: expected a 1-D array, found %d dimensions", file, dpath,
+        dpo_errf(err, err_len, "%s: %s: expected a 1-D array, found %d dimensions", file, dpath,
              H5Sget_simple_extent_ndims(sp));
     } else if (H5Tget_class(t) != cls) {
-        errf(err, err_len, "%s: %s: expected %s values", file, dpath,
+        dpo_errf(err, err_len, "%s: %s: expected %s values", file, dpath,
              cls == H5T_INTEGER ? "integer" : "floating-point");
     } else {
         hsize_t dim;
         H5Sget_simple_extent_dims(sp, &dim, NULL);
         if (want >= 0 && (int64_t)dim != want)
-            errf(err, err_len, "%s: %s: holds %lld values but %s needs %lld", file, dpath,
+            dpo_errf(err, err_len, "%s: %s: holds %lld values but %s needs %lld", file, dpath,
                  (long long)dim, want_what, (long long)want);
         else
             len = (int64_t)dim;
@@ -231,12 +116,12 @@ static void *read_array(hid_t g, const char *file, const char *gpath, const char
     char dpath[256];
     snprintf(dpath, sizeof dpath, "%s/%s", gpath, name);
     if (H5Lexists(g, name, H5P_DEFAULT) <= 0) {
-        errf(err, err_len, "%s: %s: missing", file, dpath);
+        dpo_errf(err, err_len, "%s: %s: missing", file, dpath);
         return NULL;
     }
     hid_t d = H5Dopen2(g, name, H5P_DEFAULT);
     if (d < 0) {
-        errf(err, err_len, "%s: %s: not a dataset (%s)", file, dpath, h5_reason());
+        dpo_errf(err, err_len, "%s: %s: not a dataset (%s)", file, dpath, h5util_reason());
         return NULL;
     }
     void *buf = NULL;
@@ -244,7 +129,7 @@ static void *read_array(hid_t g, const char *file, const char *gpath, const char
     if (len >= 0) {
         buf = xmalloc((size_t)(len > 0 ? len : 1) * esize, dpath);
         if (len > 0 && H5Dread(d, memtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) < 0) {
-            errf(err, err_len, "%s: %s: read failed (%s)", file, dpath, h5_reason());
+            dpo_errf(err, err_len, "%s: %s: read failed (%s)", file, dpath, h5util_reason());
             free(buf);
             buf = NULL;
         }
@@ -258,31 +143,31 @@ static int check_offsets(const char *file, const char *gpath, const char *side,
                          const int64_t *off, const int32_t *cs, int64_t P, int64_t n_tokens,
                          char *err, size_t err_len) {
     if (off[0] != 0) {
-        errf(err, err_len, "%s: %s/%s_offsets: first offset is %lld, must be 0", file, gpath, side,
+        dpo_errf(err, err_len, "%s: %s/%s_offsets: first offset is %lld, must be 0", file, gpath, side,
              (long long)off[0]);
         return -1;
     }
     for (int64_t i = 0; i < P; i++) {
         int64_t len = off[i + 1] - off[i];
         if (len < 0) {
-            errf(err, err_len, "%s: %s/%s_offsets: not monotone at pair %lld (%lld then %lld)",
+            dpo_errf(err, err_len, "%s: %s/%s_offsets: not monotone at pair %lld (%lld then %lld)",
                  file, gpath, side, (long long)i, (long long)off[i], (long long)off[i + 1]);
             return -1;
         }
         if (len > INT32_MAX) {
-            errf(err, err_len, "%s: %s/%s_offsets: sequence of pair %lld has %lld tokens (limit %d)",
+            dpo_errf(err, err_len, "%s: %s/%s_offsets: sequence of pair %lld has %lld tokens (limit %d)",
                  file, gpath, side, (long long)i, (long long)len, INT32_MAX);
             return -1;
         }
         if (cs[i] < 1) {
-            errf(err, err_len,
+            dpo_errf(err, err_len,
                  "%s: %s/%s_completion_start: pair %lld has no prompt token (completion start %d, "
                  "must be >= 1)",
                  file, gpath, side, (long long)i, cs[i]);
             return -1;
         }
         if ((int64_t)cs[i] >= len) {
-            errf(err, err_len,
+            dpo_errf(err, err_len,
                  "%s: %s/%s_completion_start: pair %lld has no completion token (completion start "
                  "%d, sequence length %lld)",
                  file, gpath, side, (long long)i, cs[i], (long long)len);
@@ -290,7 +175,7 @@ static int check_offsets(const char *file, const char *gpath, const char *side,
         }
     }
     if (off[P] != n_tokens) {
-        errf(err, err_len, "%s: %s/%s_offsets: last offset is %lld but %s/%s_tokens holds %lld tokens",
+        dpo_errf(err, err_len, "%s: %s/%s_offsets: last offset is %lld but %s/%s_tokens holds %lld tokens",
              file, gpath, side, (long long)off[P], gpath, side, (long long)n_tokens);
         return -1;
     }
@@ -334,7 +219,7 @@ static void scan_tokens(hid_t d, int64_t n, int vocab, const int64_t *off, int64
         if (rc < 0) {
             e->key = base + start;
             snprintf(e->msg, sizeof e->msg, "%s: %s: read of tokens [%lld, %lld) failed (%s)", file,
-                     dpath, (long long)start, (long long)(start + (int64_t)cnt), h5_reason());
+                     dpath, (long long)start, (long long)(start + (int64_t)cnt), h5util_reason());
             break;
         }
         for (hsize_t j = 0; j < cnt; j++) {
@@ -361,7 +246,7 @@ static int load_split(dpo_dataset_t *ds, dpo_split_t *s, const char *name, const
     snprintf(s->group_path, sizeof s->group_path, "%s", gpath);
     hid_t g = H5Gopen2(ds->file, gpath, H5P_DEFAULT);
     if (g < 0) {
-        errf(err, err_len, "%s: %s: cannot open group (%s)", file, gpath, h5_reason());
+        dpo_errf(err, err_len, "%s: %s: cannot open group (%s)", file, gpath, h5util_reason());
         return -1;
     }
     int rc = -1;
@@ -371,13 +256,13 @@ static int load_split(dpo_dataset_t *ds, dpo_split_t *s, const char *name, const
     if (!s->chosen_comp_start) goto done;
     s->n_pairs = P;
     int64_t attr_p;
-    int ar = attr_read_int(g, "n_pairs", &attr_p);
+    int ar = h5util_attr_read_int(g, "n_pairs", &attr_p);
     if (ar < 0) {
-        errf(err, err_len, "%s: %s: attribute n_pairs is not an integer", file, gpath);
+        dpo_errf(err, err_len, "%s: %s: attribute n_pairs is not an integer", file, gpath);
         goto done;
     }
     if (ar == 0 && attr_p != P) {
-        errf(err, err_len,
+        dpo_errf(err, err_len,
              "%s: %s: attribute n_pairs = %lld but %s/chosen_completion_start holds %lld values",
              file, gpath, (long long)attr_p, gpath, (long long)P);
         goto done;
@@ -403,13 +288,13 @@ static int load_split(dpo_dataset_t *ds, dpo_split_t *s, const char *name, const
         char dpath[256];
         snprintf(dpath, sizeof dpath, "%s/%s", gpath, tok_names[k]);
         if (H5Lexists(g, tok_names[k], H5P_DEFAULT) <= 0) {
-            errf(err, err_len, "%s: %s: missing", file, dpath);
+            dpo_errf(err, err_len, "%s: %s: missing", file, dpath);
             H5Pclose(dapl);
             goto done;
         }
         *tok_ids[k] = H5Dopen2(g, tok_names[k], dapl);
         if (*tok_ids[k] < 0) {
-            errf(err, err_len, "%s: %s: not a dataset (%s)", file, dpath, h5_reason());
+            dpo_errf(err, err_len, "%s: %s: not a dataset (%s)", file, dpath, h5util_reason());
             H5Pclose(dapl);
             goto done;
         }
@@ -430,7 +315,7 @@ static int load_split(dpo_dataset_t *ds, dpo_split_t *s, const char *name, const
     htri_t hc = H5Lexists(g, "reference_logps_chosen", H5P_DEFAULT);
     htri_t hr = H5Lexists(g, "reference_logps_rejected", H5P_DEFAULT);
     if ((hc > 0) != (hr > 0)) {
-        errf(err, err_len, "%s: %s/%s: missing (reference log-probs must be stored for both sides)",
+        dpo_errf(err, err_len, "%s: %s/%s: missing (reference log-probs must be stored for both sides)",
              file, gpath, hc > 0 ? "reference_logps_rejected" : "reference_logps_chosen");
         goto done;
     }
@@ -443,16 +328,16 @@ static int load_split(dpo_dataset_t *ds, dpo_split_t *s, const char *name, const
         if (!s->ref_rejected) goto done;
         for (int64_t i = 0; i < P; i++) {
             if (!isfinite(s->ref_chosen[i]) || !isfinite(s->ref_rejected[i])) {
-                errf(err, err_len, "%s: %s/reference_logps_%s: value of pair %lld is not finite",
+                dpo_errf(err, err_len, "%s: %s/reference_logps_%s: value of pair %lld is not finite",
                      file, gpath, isfinite(s->ref_chosen[i]) ? "rejected" : "chosen",
                      (long long)i);
                 goto done;
             }
         }
         char split_ref[sizeof ds->reference_model];
-        if (attr_read_str(g, "reference_model", split_ref, sizeof split_ref) == 0 &&
+        if (h5util_attr_read_str(g, "reference_model", split_ref, sizeof split_ref) == 0 &&
             ds->reference_model[0] && strcmp(split_ref, ds->reference_model) != 0) {
-            errf(err, err_len,
+            dpo_errf(err, err_len,
                  "%s: %s: reference log-probs come from '%s' but the file's reference_model is "
                  "'%s'; recompute them with one reference model",
                  file, gpath, split_ref, ds->reference_model);
@@ -500,42 +385,42 @@ static void free_names(name_list_t *l) {
 static int open_checks(dpo_dataset_t *ds, char *err, size_t err_len) {
     const char *file = ds->path;
     char fmt[128];
-    int r = attr_read_str(ds->file, "format", fmt, sizeof fmt);
+    int r = h5util_attr_read_str(ds->file, "format", fmt, sizeof fmt);
     if (r != 0) {
-        errf(err, err_len, "%s: /: %s attribute 'format' (expected \"%s\"): not a dpo_hpc dataset",
+        dpo_errf(err, err_len, "%s: /: %s attribute 'format' (expected \"%s\"): not a dpo_hpc dataset",
              file, r > 0 ? "no" : "unreadable", DATASET_FORMAT_NAME);
         return -1;
     }
     if (strcmp(fmt, DATASET_FORMAT_NAME) != 0) {
-        errf(err, err_len, "%s: /: attribute format is \"%s\", expected \"%s\"", file, fmt,
+        dpo_errf(err, err_len, "%s: /: attribute format is \"%s\", expected \"%s\"", file, fmt,
              DATASET_FORMAT_NAME);
         return -1;
     }
     int64_t v;
-    if (attr_read_int(ds->file, "format_version", &v) != 0) {
-        errf(err, err_len, "%s: /: missing or non-integer attribute format_version", file);
+    if (h5util_attr_read_int(ds->file, "format_version", &v) != 0) {
+        dpo_errf(err, err_len, "%s: /: missing or non-integer attribute format_version", file);
         return -1;
     }
     if (v != DATASET_FORMAT_VERSION) {
-        errf(err, err_len,
+        dpo_errf(err, err_len,
              "%s: /: format_version %lld is not supported (this build reads version %d)%s", file,
              (long long)v, DATASET_FORMAT_VERSION,
              v > DATASET_FORMAT_VERSION ? "; it was written by a newer dpo_hpc" : "");
         return -1;
     }
-    if (attr_read_int(ds->file, "vocab_size", &v) != 0 || v <= 0 || v > INT32_MAX) {
-        errf(err, err_len, "%s: /: attribute vocab_size is missing or not a positive int32", file);
+    if (h5util_attr_read_int(ds->file, "vocab_size", &v) != 0 || v <= 0 || v > INT32_MAX) {
+        dpo_errf(err, err_len, "%s: /: attribute vocab_size is missing or not a positive int32", file);
         return -1;
     }
     ds->vocab_size = (int)v;
-    if (attr_read_str(ds->file, "tokenizer", ds->tokenizer, sizeof ds->tokenizer) < 0) {
-        errf(err, err_len, "%s: /: attribute tokenizer is not a string of at most %zu bytes", file,
+    if (h5util_attr_read_str(ds->file, "tokenizer", ds->tokenizer, sizeof ds->tokenizer) < 0) {
+        dpo_errf(err, err_len, "%s: /: attribute tokenizer is not a string of at most %zu bytes", file,
              sizeof ds->tokenizer - 1);
         return -1;
     }
-    if (attr_read_str(ds->file, "reference_model", ds->reference_model,
+    if (h5util_attr_read_str(ds->file, "reference_model", ds->reference_model,
                       sizeof ds->reference_model) < 0) {
-        errf(err, err_len, "%s: /: attribute reference_model is not a string of at most %zu bytes",
+        dpo_errf(err, err_len, "%s: /: attribute reference_model is not a string of at most %zu bytes",
              file, sizeof ds->reference_model - 1);
         return -1;
     }
@@ -543,12 +428,12 @@ static int open_checks(dpo_dataset_t *ds, char *err, size_t err_len) {
 }
 
 int dataset_open(dpo_dataset_t *ds, const char *path, MPI_Comm comm, char *err, size_t err_len) {
-    h5_quiet();
+    h5util_quiet();
     memset(ds, 0, sizeof *ds);
     ds->file = H5I_INVALID_HID;
     split_init(&ds->train);
     if (strlen(path) >= sizeof ds->path) {
-        errf(err, err_len, "%s: path too long", path);
+        dpo_errf(err, err_len, "%s: path too long", path);
         return -1;
     }
     strcpy(ds->path, path);
@@ -557,16 +442,16 @@ int dataset_open(dpo_dataset_t *ds, const char *path, MPI_Comm comm, char *err, 
     // Every rank sees the same file, so these checks agree without communication.
     struct stat stb;
     if (stat(path, &stb) != 0) {
-        errf(err, err_len, "%s: cannot open dataset: %s", file, strerror(errno));
+        dpo_errf(err, err_len, "%s: cannot open dataset: %s", file, strerror(errno));
         return -1;
     }
     if (!S_ISREG(stb.st_mode)) {
-        errf(err, err_len, "%s: not a regular file", file);
+        dpo_errf(err, err_len, "%s: not a regular file", file);
         return -1;
     }
     htri_t is_h5 = H5Fis_hdf5(path);
     if (is_h5 <= 0) {
-        errf(err, err_len,
+        dpo_errf(err, err_len,
              "%s: not an HDF5 file (a dpo_hpc dataset is written by dpo_prep or dpo_demo_data; "
              "see doc/data-format.md)",
              file);
@@ -577,13 +462,13 @@ int dataset_open(dpo_dataset_t *ds, const char *path, MPI_Comm comm, char *err, 
     ds->file = H5Fopen(path, H5F_ACC_RDONLY, fapl);
     H5Pclose(fapl);
     if (ds->file < 0) {
-        errf(err, err_len, "%s: cannot open HDF5 file (%s)", file, h5_reason());
+        dpo_errf(err, err_len, "%s: cannot open HDF5 file (%s)", file, h5util_reason());
         return -1;
     }
     if (open_checks(ds, err, err_len) < 0) goto fail;
 
     if (H5Lexists(ds->file, "train", H5P_DEFAULT) <= 0) {
-        errf(err, err_len, "%s: /train: missing (every dataset needs a training split)", file);
+        dpo_errf(err, err_len, "%s: /train: missing (every dataset needs a training split)", file);
         goto fail;
     }
     if (load_split(ds, &ds->train, "train", "/train", err, err_len) < 0) goto fail;
@@ -591,7 +476,7 @@ int dataset_open(dpo_dataset_t *ds, const char *path, MPI_Comm comm, char *err, 
     if (H5Lexists(ds->file, "val", H5P_DEFAULT) > 0) {
         hid_t vg = H5Gopen2(ds->file, "val", H5P_DEFAULT);
         if (vg < 0) {
-            errf(err, err_len, "%s: /val: not a group", file);
+            dpo_errf(err, err_len, "%s: /val: not a group", file);
             goto fail;
         }
         name_list_t names = {0};
@@ -604,7 +489,7 @@ int dataset_open(dpo_dataset_t *ds, const char *path, MPI_Comm comm, char *err, 
         for (int i = 0; i < names.n && !bad; i++) {
             char gpath[DATASET_NAME_MAX + 16];
             if (strlen(names.names[i]) >= DATASET_NAME_MAX) {
-                errf(err, err_len, "%s: /val/%s: validation set name longer than %d bytes", file,
+                dpo_errf(err, err_len, "%s: /val/%s: validation set name longer than %d bytes", file,
                      names.names[i], DATASET_NAME_MAX - 1);
                 bad = 1;
                 break;
@@ -644,7 +529,7 @@ int dataset_open(dpo_dataset_t *ds, const char *path, MPI_Comm comm, char *err, 
             int owner = e.key == first ? rank : size;
             MPI_Allreduce(MPI_IN_PLACE, &owner, 1, MPI_INT, MPI_MIN, comm);
             MPI_Bcast(e.msg, (int)sizeof e.msg, MPI_CHAR, owner, comm);
-            errf(err, err_len, "%s", e.msg);
+            dpo_errf(err, err_len, "%s", e.msg);
             goto fail;
         }
     }
@@ -701,7 +586,7 @@ int dataset_read_batch(dpo_dataset_t *ds, const dpo_split_t *s, const int64_t *i
                        dpo_batch_t *b, char *err, size_t err_len) {
     batch_clear(b);
     if (n > b->cap_pairs) {
-        errf(err, err_len, "%s: %s: batch of %d pairs exceeds the batch capacity of %d pairs",
+        dpo_errf(err, err_len, "%s: %s: batch of %d pairs exceeds the batch capacity of %d pairs",
              ds->path, s->group_path, n, b->cap_pairs);
         return -1;
     }
@@ -709,7 +594,7 @@ int dataset_read_batch(dpo_dataset_t *ds, const dpo_split_t *s, const int64_t *i
     for (int k = 0; k < n; k++) {
         int64_t i = idx[k];
         if (i < 0 || i >= s->n_pairs) {
-            errf(err, err_len, "%s: %s: pair index %lld out of range [0, %lld)", ds->path,
+            dpo_errf(err, err_len, "%s: %s: pair index %lld out of range [0, %lld)", ds->path,
                  s->group_path, (long long)i, (long long)s->n_pairs);
             return -1;
         }
@@ -720,7 +605,7 @@ int dataset_read_batch(dpo_dataset_t *ds, const dpo_split_t *s, const int64_t *i
         if (r > longest) longest = r;
     }
     if (total > b->cap_tokens) {
-        errf(err, err_len,
+        dpo_errf(err, err_len,
              "%s: %s: batch of %d pairs holds %lld tokens, more than the batch capacity of %d "
              "tokens (raise the token budget or lower the micro-batch size)",
              ds->path, s->group_path, n, (long long)total, b->cap_tokens);
@@ -738,13 +623,13 @@ int dataset_read_batch(dpo_dataset_t *ds, const dpo_split_t *s, const int64_t *i
             hid_t d = side == 0 ? s->chosen_tokens : s->rejected_tokens;
             int64_t len = off[i + 1] - off[i];
             if (read_range(d, side == 0 ? fsp_c : fsp_r, off[i], len, buf) < 0) {
-                errf(err, err_len, "%s: %s/%s_tokens: read of pair %lld failed (%s)", ds->path,
-                     s->group_path, side == 0 ? "chosen" : "rejected", (long long)i, h5_reason());
+                dpo_errf(err, err_len, "%s: %s/%s_tokens: read of pair %lld failed (%s)", ds->path,
+                     s->group_path, side == 0 ? "chosen" : "rejected", (long long)i, h5util_reason());
                 rc = -1;
                 break;
             }
             if (batch_add_sequence(b, buf, (int)len, cs[i]) < 0) {
-                errf(err, err_len, "%s: %s: pair %lld does not fit the batch (%d pairs, %d tokens)",
+                dpo_errf(err, err_len, "%s: %s: pair %lld does not fit the batch (%d pairs, %d tokens)",
                      ds->path, s->group_path, (long long)i, b->cap_pairs, b->cap_tokens);
                 rc = -1;
                 break;
@@ -836,12 +721,12 @@ static int arr_write(dataset_writer_t *w, int k, bool final) {
         H5Pclose(dcpl);
         if (a->dset < 0)
             return wfail(w, "%s: %s/%s: cannot create dataset (%s)", w->tmp, w->split_path,
-                         arr_names[k], h5_reason());
+                         arr_names[k], h5util_reason());
         if (final) {
             if (a->nbuf > 0 &&
                 H5Dwrite(a->dset, a->memtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, a->buf) < 0)
                 return wfail(w, "%s: %s/%s: write failed (%s)", w->tmp, w->split_path,
-                             arr_names[k], h5_reason());
+                             arr_names[k], h5util_reason());
             a->total = a->nbuf;
             a->nbuf = 0;
             return 0;
@@ -851,7 +736,7 @@ static int arr_write(dataset_writer_t *w, int k, bool final) {
     hsize_t newdim = (hsize_t)(a->total + a->nbuf);
     if (H5Dset_extent(a->dset, &newdim) < 0)
         return wfail(w, "%s: %s/%s: cannot extend dataset (%s)", w->tmp, w->split_path,
-                     arr_names[k], h5_reason());
+                     arr_names[k], h5util_reason());
     hid_t fsp = H5Dget_space(a->dset);
     hsize_t st = (hsize_t)a->total, cnt = (hsize_t)a->nbuf;
     hid_t msp = H5Screate_simple(1, &cnt, NULL);
@@ -861,7 +746,7 @@ static int arr_write(dataset_writer_t *w, int k, bool final) {
     H5Sclose(fsp);
     if (rc < 0)
         return wfail(w, "%s: %s/%s: write failed (%s)", w->tmp, w->split_path, arr_names[k],
-                     h5_reason());
+                     h5util_reason());
     a->total += a->nbuf;
     a->nbuf = 0;
     return 0;
@@ -892,11 +777,11 @@ static int end_split(dataset_writer_t *w) {
         w->arr[k].nbuf = w->arr[k].total = 0;
     }
     if (rc == 0 && !w->failed) {
-        if (attr_write_int(w->group, "n_pairs", H5T_STD_I64LE, w->n_pairs) < 0 ||
-            attr_write_int(w->group, "n_chosen_tokens", H5T_STD_I64LE, w->n_chosen) < 0 ||
-            attr_write_int(w->group, "n_rejected_tokens", H5T_STD_I64LE, w->n_rejected) < 0)
+        if (h5util_attr_write_int(w->group, "n_pairs", H5T_STD_I64LE, w->n_pairs) < 0 ||
+            h5util_attr_write_int(w->group, "n_chosen_tokens", H5T_STD_I64LE, w->n_chosen) < 0 ||
+            h5util_attr_write_int(w->group, "n_rejected_tokens", H5T_STD_I64LE, w->n_rejected) < 0)
             rc = wfail(w, "%s: %s: cannot write attributes (%s)", w->tmp, w->split_path,
-                       h5_reason());
+                       h5util_reason());
     }
     h5_close_id(&w->group, H5Gclose);
     return w->failed ? -1 : rc;
@@ -915,13 +800,13 @@ static void writer_free(dataset_writer_t *w) {
 
 dataset_writer_t *dataset_writer_create(const char *path, const dataset_meta_t *meta, char *err,
                                         size_t err_len) {
-    h5_quiet();
+    h5util_quiet();
     if (strlen(path) >= 1024) {
-        errf(err, err_len, "%s: path too long", path);
+        dpo_errf(err, err_len, "%s: path too long", path);
         return NULL;
     }
     if (!meta || meta->vocab_size <= 0) {
-        errf(err, err_len, "%s: dataset writer needs a positive vocab_size", path);
+        dpo_errf(err, err_len, "%s: dataset writer needs a positive vocab_size", path);
         return NULL;
     }
     dataset_writer_t *w = xcalloc(1, sizeof *w, "dataset writer");
@@ -948,19 +833,19 @@ dataset_writer_t *dataset_writer_create(const char *path, const dataset_meta_t *
     w->file = H5Fcreate(w->tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
     H5Pclose(fapl);
     if (w->file < 0) {
-        errf(err, err_len, "%s: cannot create file (%s)", w->tmp, h5_reason());
+        dpo_errf(err, err_len, "%s: cannot create file (%s)", w->tmp, h5util_reason());
         writer_free(w);
         return NULL;
     }
     char created[64];
-    iso_time_now(created, sizeof created);
-    if (attr_write_str(w->file, "format", DATASET_FORMAT_NAME) < 0 ||
-        attr_write_int(w->file, "format_version", H5T_STD_I32LE, DATASET_FORMAT_VERSION) < 0 ||
-        attr_write_int(w->file, "vocab_size", H5T_STD_I32LE, meta->vocab_size) < 0 ||
-        attr_write_str(w->file, "tokenizer", meta->tokenizer) < 0 ||
-        attr_write_str(w->file, "provenance", meta->provenance) < 0 ||
-        attr_write_str(w->file, "created", created) < 0) {
-        errf(err, err_len, "%s: cannot write root attributes (%s)", w->tmp, h5_reason());
+    util_iso_time(created, sizeof created);
+    if (h5util_attr_write_str(w->file, "format", DATASET_FORMAT_NAME) < 0 ||
+        h5util_attr_write_int(w->file, "format_version", H5T_STD_I32LE, DATASET_FORMAT_VERSION) < 0 ||
+        h5util_attr_write_int(w->file, "vocab_size", H5T_STD_I32LE, meta->vocab_size) < 0 ||
+        h5util_attr_write_str(w->file, "tokenizer", meta->tokenizer) < 0 ||
+        h5util_attr_write_str(w->file, "provenance", meta->provenance) < 0 ||
+        h5util_attr_write_str(w->file, "created", created) < 0) {
+        dpo_errf(err, err_len, "%s: cannot write root attributes (%s)", w->tmp, h5util_reason());
         dataset_writer_abort(w);
         return NULL;
     }
@@ -993,12 +878,12 @@ int dataset_writer_begin_split(dataset_writer_t *w, const char *name) {
     snprintf(w->split_path, sizeof w->split_path, train ? "/%s" : "/val/%s", name);
     if (!train && H5Lexists(w->file, "val", H5P_DEFAULT) <= 0) {
         hid_t vg = H5Gcreate2(w->file, "val", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-        if (vg < 0) return wfail(w, "%s: /val: cannot create group (%s)", w->tmp, h5_reason());
+        if (vg < 0) return wfail(w, "%s: /val: cannot create group (%s)", w->tmp, h5util_reason());
         H5Gclose(vg);
     }
     w->group = H5Gcreate2(w->file, w->split_path, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
     if (w->group < 0)
-        return wfail(w, "%s: %s: cannot create group (%s)", w->tmp, w->split_path, h5_reason());
+        return wfail(w, "%s: %s: cannot create group (%s)", w->tmp, w->split_path, h5util_reason());
     if (train) w->has_train = true;
     w->in_split = true;
     w->n_pairs = w->n_chosen = w->n_rejected = 0;
@@ -1056,15 +941,15 @@ int dataset_writer_split_attr(dataset_writer_t *w, const char *key, int64_t valu
         strcmp(key, "n_rejected_tokens") == 0 || strcmp(key, "reference_model") == 0)
         return wfail(w, "%s: %s: attribute name \"%s\" is reserved or empty", w->tmp,
                      w->split_path, key ? key : "(null)");
-    if (attr_write_int(w->group, key, H5T_STD_I64LE, value) < 0)
+    if (h5util_attr_write_int(w->group, key, H5T_STD_I64LE, value) < 0)
         return wfail(w, "%s: %s: cannot write attribute %s (%s)", w->tmp, w->split_path, key,
-                     h5_reason());
+                     h5util_reason());
     return 0;
 }
 
 int dataset_writer_commit(dataset_writer_t *w, char *err, size_t err_len) {
     if (!w) {
-        errf(err, err_len, "dataset writer: commit without a writer");
+        dpo_errf(err, err_len, "dataset writer: commit without a writer");
         return -1;
     }
     if (!w->failed) end_split(w);
@@ -1073,14 +958,14 @@ int dataset_writer_commit(dataset_writer_t *w, char *err, size_t err_len) {
         herr_t rc = H5Fclose(w->file);
         w->file = H5I_INVALID_HID;
         if (rc < 0)
-            wfail(w, "%s: closing the file failed (%s)", w->tmp, h5_reason());
+            wfail(w, "%s: closing the file failed (%s)", w->tmp, h5util_reason());
         else if (fsync_path(w->tmp) != 0)
             wfail(w, "%s: fsync failed: %s", w->tmp, strerror(errno));
         else if (rename(w->tmp, w->path) != 0)
             wfail(w, "%s: cannot rename to %s: %s", w->tmp, w->path, strerror(errno));
     }
     if (w->failed) {
-        errf(err, err_len, "%s", w->err);
+        dpo_errf(err, err_len, "%s", w->err);
         dataset_writer_abort(w);
         return -1;
     }
@@ -1102,14 +987,14 @@ void dataset_writer_abort(dataset_writer_t *w) {
 static int copy_file(const char *src, const char *dst, char *err, size_t err_len) {
     int in = open(src, O_RDONLY);
     if (in < 0) {
-        errf(err, err_len, "%s: cannot open: %s", src, strerror(errno));
+        dpo_errf(err, err_len, "%s: cannot open: %s", src, strerror(errno));
         return -1;
     }
     struct stat st;
     fstat(in, &st);
     int out = open(dst, O_WRONLY | O_CREAT | O_TRUNC, st.st_mode & 0777);
     if (out < 0) {
-        errf(err, err_len, "%s: cannot create: %s", dst, strerror(errno));
+        dpo_errf(err, err_len, "%s: cannot create: %s", dst, strerror(errno));
         close(in);
         return -1;
     }
@@ -1120,7 +1005,7 @@ static int copy_file(const char *src, const char *dst, char *err, size_t err_len
         ssize_t n = read(in, buf, cap);
         if (n < 0) {
             if (errno == EINTR) continue;
-            errf(err, err_len, "%s: read failed: %s", src, strerror(errno));
+            dpo_errf(err, err_len, "%s: read failed: %s", src, strerror(errno));
             rc = -1;
             break;
         }
@@ -1129,7 +1014,7 @@ static int copy_file(const char *src, const char *dst, char *err, size_t err_len
             ssize_t m = write(out, buf + o, (size_t)(n - o));
             if (m < 0) {
                 if (errno == EINTR) continue;
-                errf(err, err_len, "%s: write failed: %s", dst, strerror(errno));
+                dpo_errf(err, err_len, "%s: write failed: %s", dst, strerror(errno));
                 rc = -1;
                 break;
             }
@@ -1140,7 +1025,7 @@ static int copy_file(const char *src, const char *dst, char *err, size_t err_len
     free(buf);
     close(in);
     if (close(out) != 0 && rc == 0) {
-        errf(err, err_len, "%s: close failed: %s", dst, strerror(errno));
+        dpo_errf(err, err_len, "%s: close failed: %s", dst, strerror(errno));
         rc = -1;
     }
     if (rc) unlink(dst);
@@ -1194,10 +1079,10 @@ static int drop_refs(hid_t file, const char *gpath) {
 int dataset_store_reference(const char *path, const char *split_group, const float *ref_chosen,
                             const float *ref_rejected, int64_t n_pairs, const char *reference_id,
                             char *err, size_t err_len) {
-    h5_quiet();
+    h5util_quiet();
     char gpath[DATASET_NAME_MAX + 16];
     if (!split_group || !split_group[0] || strlen(split_group) >= DATASET_NAME_MAX) {
-        errf(err, err_len, "%s: bad split name \"%s\"", path, split_group ? split_group : "");
+        dpo_errf(err, err_len, "%s: bad split name \"%s\"", path, split_group ? split_group : "");
         return -1;
     }
     if (split_group[0] == '/')
@@ -1209,13 +1094,13 @@ int dataset_store_reference(const char *path, const char *split_group, const flo
     if (!reference_id) reference_id = "";
     for (int64_t i = 0; i < n_pairs; i++) {
         if (!isfinite(ref_chosen[i]) || !isfinite(ref_rejected[i])) {
-            errf(err, err_len, "%s: %s: reference log-prob of pair %lld is not finite", path, gpath,
+            dpo_errf(err, err_len, "%s: %s: reference log-prob of pair %lld is not finite", path, gpath,
                  (long long)i);
             return -1;
         }
     }
     if (H5Fis_hdf5(path) <= 0) {
-        errf(err, err_len, "%s: not an HDF5 file (or missing)", path);
+        dpo_errf(err, err_len, "%s: not an HDF5 file (or missing)", path);
         return -1;
     }
     char tmp[1100];
@@ -1227,20 +1112,20 @@ int dataset_store_reference(const char *path, const char *split_group, const flo
     hid_t f = H5Fopen(tmp, H5F_ACC_RDWR, fapl);
     H5Pclose(fapl);
     if (f < 0) {
-        errf(err, err_len, "%s: cannot open the copy %s (%s)", path, tmp, h5_reason());
+        dpo_errf(err, err_len, "%s: cannot open the copy %s (%s)", path, tmp, h5util_reason());
         unlink(tmp);
         return -1;
     }
     int rc = -1;
     hid_t g = H5I_INVALID_HID;
     char fmt[128];
-    if (attr_read_str(f, "format", fmt, sizeof fmt) != 0 || strcmp(fmt, DATASET_FORMAT_NAME)) {
-        errf(err, err_len, "%s: not a dpo_hpc preference dataset (attribute format)", path);
+    if (h5util_attr_read_str(f, "format", fmt, sizeof fmt) != 0 || strcmp(fmt, DATASET_FORMAT_NAME)) {
+        dpo_errf(err, err_len, "%s: not a dpo_hpc preference dataset (attribute format)", path);
         goto done;
     }
     if (H5Lexists(f, gpath + 1, H5P_DEFAULT) <= 0 ||
         (g = H5Gopen2(f, gpath, H5P_DEFAULT)) < 0) {
-        errf(err, err_len, "%s: %s: no such split", path, gpath);
+        dpo_errf(err, err_len, "%s: %s: no such split", path, gpath);
         goto done;
     }
     {
@@ -1251,14 +1136,14 @@ int dataset_store_reference(const char *path, const char *split_group, const flo
         if (sp >= 0) H5Sclose(sp);
         if (d >= 0) H5Dclose(d);
         if (d < 0 || (int64_t)dim != n_pairs) {
-            errf(err, err_len, "%s: %s: holds %lld pairs but %lld reference values were given",
+            dpo_errf(err, err_len, "%s: %s: holds %lld pairs but %lld reference values were given",
                  path, gpath, (long long)dim, (long long)n_pairs);
             goto done;
         }
     }
     // One file, one reference model: values from a different model are stale.
     char old_ref[1024];
-    if (attr_read_str(f, "reference_model", old_ref, sizeof old_ref) == 0 &&
+    if (h5util_attr_read_str(f, "reference_model", old_ref, sizeof old_ref) == 0 &&
         strcmp(old_ref, reference_id) != 0) {
         name_list_t names = {0};
         if (H5Lexists(f, "val", H5P_DEFAULT) > 0) {
@@ -1276,32 +1161,32 @@ int dataset_store_reference(const char *path, const char *split_group, const flo
         }
         free_names(&names);
         if (bad) {
-            errf(err, err_len, "%s: cannot drop the stale reference log-probs of '%s' (%s)", path,
-                 old_ref, h5_reason());
+            dpo_errf(err, err_len, "%s: cannot drop the stale reference log-probs of '%s' (%s)", path,
+                 old_ref, h5util_reason());
             goto done;
         }
     }
     if (write_ref(g, "reference_logps_chosen", ref_chosen, n_pairs) < 0 ||
         write_ref(g, "reference_logps_rejected", ref_rejected, n_pairs) < 0 ||
-        attr_write_str(g, "reference_model", reference_id) < 0 ||
-        attr_write_str(f, "reference_model", reference_id) < 0) {
-        errf(err, err_len, "%s: %s: cannot write reference log-probs (%s)", path, gpath,
-             h5_reason());
+        h5util_attr_write_str(g, "reference_model", reference_id) < 0 ||
+        h5util_attr_write_str(f, "reference_model", reference_id) < 0) {
+        dpo_errf(err, err_len, "%s: %s: cannot write reference log-probs (%s)", path, gpath,
+             h5util_reason());
         goto done;
     }
     rc = 0;
 done:
     if (g >= 0) H5Gclose(g);
     if (H5Fclose(f) < 0 && rc == 0) {
-        errf(err, err_len, "%s: closing %s failed (%s)", path, tmp, h5_reason());
+        dpo_errf(err, err_len, "%s: closing %s failed (%s)", path, tmp, h5util_reason());
         rc = -1;
     }
     if (rc == 0 && fsync_path(tmp) != 0) {
-        errf(err, err_len, "%s: fsync failed: %s", tmp, strerror(errno));
+        dpo_errf(err, err_len, "%s: fsync failed: %s", tmp, strerror(errno));
         rc = -1;
     }
     if (rc == 0 && rename(tmp, path) != 0) {
-        errf(err, err_len, "%s: cannot rename over %s: %s", tmp, path, strerror(errno));
+        dpo_errf(err, err_len, "%s: cannot rename over %s: %s", tmp, path, strerror(errno));
         rc = -1;
     }
     if (rc != 0) unlink(tmp);

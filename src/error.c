@@ -69,6 +69,14 @@ void dpo_fatal_all(const char *fmt, ...) {
     exit(1);
 }
 
+void dpo_errf(char *err, size_t err_len, const char *fmt, ...) {
+    if (!err || err_len == 0) return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, err_len, fmt, ap);
+    va_end(ap);
+}
+
 void *xmalloc(size_t bytes, const char *what) {
     void *p = malloc(bytes ? bytes : 1);
     if (!p) dpo_fatal("out of memory allocating %zu bytes for %s", bytes, what);

@@ -27,6 +27,7 @@
 #include "dpo/model.h"
 #include "dpo/optim.h"
 #include "dpo/rng.h"
+#include "dpo/util.h"
 
 #define ERR_LEN 2048
 
@@ -62,19 +63,6 @@ static double now_sec(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int mkdir_p(const char *path) {
-    char tmp[DPO_PATH_MAX];
-    snprintf(tmp, sizeof tmp, "%s", path);
-    for (char *p = tmp + 1; *p; p++) {
-        if (*p != '/') continue;
-        *p = '\0';
-        if (mkdir(tmp, 0755) != 0 && errno != EEXIST) return -1;
-        *p = '/';
-    }
-    if (mkdir(tmp, 0755) != 0 && errno != EEXIST) return -1;
-    return 0;
 }
 
 // ---------------------------------------------------------------------------
@@ -442,8 +430,8 @@ int trainer_train(const dpo_config_t *cfg, const dpo_mesh_t *mesh) {
     trainer_t t;
     char err[ERR_LEN];
     trainer_setup(&t, cfg, mesh, true);
-    if (mesh->world_rank == 0 && mkdir_p(cfg->log_dir) != 0)
-        dpo_fatal("logger.log_dir: cannot create %s: %s", cfg->log_dir, strerror(errno));
+    if (mesh->world_rank == 0 && util_mkdir_p(cfg->log_dir, err, sizeof err) != 0)
+        dpo_fatal("logger.log_dir: %s", err);
     write_effective_config(cfg, mesh);
 
     if (cfg->precomputed_reference_logprobs) {

@@ -37,6 +37,9 @@ void dpo_fatal(const char *fmt, ...) DPO_PRINTF(1, 2) DPO_NORETURN;
 // reached by all ranks; use dpo_fatal for errors of one rank.
 void dpo_fatal_all(const char *fmt, ...) DPO_PRINTF(1, 2) DPO_NORETURN;
 
+// snprintf into a caller's error buffer (no-op when err is NULL or err_len 0).
+void dpo_errf(char *err, size_t err_len, const char *fmt, ...) DPO_PRINTF(3, 4);
+
 // Checked allocation: dies with a message naming what was being allocated.
 void *xmalloc(size_t bytes, const char *what);
 void *xcalloc(size_t n, size_t size, const char *what);

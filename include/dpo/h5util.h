@@ -1,0 +1,30 @@
+// h5util.h — HDF5 helpers shared by the dataset and checkpoint modules: quiet
+// error handling with our own messages, and scalar attributes.
+#ifndef DPO_H5UTIL_H
+#define DPO_H5UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <hdf5.h>
+
+// HDF5 prints its own error stack by default; we write our own messages.
+void h5util_quiet(void);
+// The most specific entry of HDF5's current error stack (the "why" of a message).
+const char *h5util_reason(void);
+
+// Scalar attributes, replacing any attribute of the same name. 0 or -1.
+int h5util_attr_write(hid_t obj, const char *name, hid_t file_type, hid_t mem_type, const void *v);
+int h5util_attr_write_int(hid_t obj, const char *name, hid_t file_type, int64_t v);
+int h5util_attr_write_f64(hid_t obj, const char *name, double v);
+int h5util_attr_write_f32(hid_t obj, const char *name, float v);
+int h5util_attr_write_str(hid_t obj, const char *name, const char *val);  // UTF-8, fixed length
+
+// Reads return 0 = read, 1 = absent, -1 = present but not a scalar of that kind
+// (or, for strings, longer than out_len - 1).
+int h5util_attr_read_int(hid_t obj, const char *name, int64_t *v);
+int h5util_attr_read_u64(hid_t obj, const char *name, uint64_t *v);
+int h5util_attr_read_f64(hid_t obj, const char *name, double *v);  // integers accepted
+int h5util_attr_read_str(hid_t obj, const char *name, char *out, size_t out_len);
+
+#endif

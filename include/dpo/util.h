@@ -1,0 +1,13 @@
+// util.h — small file-system and time helpers shared by the I/O modules and the
+// trainer.
+#ifndef DPO_UTIL_H
+#define DPO_UTIL_H
+
+#include <stddef.h>
+
+// mkdir -p: creates dir and its parents. Returns 0, or -1 with a message in err.
+int util_mkdir_p(const char *dir, char *err, size_t err_len);
+// Current UTC time as "YYYY-MM-DDTHH:MM:SSZ".
+void util_iso_time(char *buf, size_t n);
+
+#endif

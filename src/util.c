@@ -1,0 +1,42 @@
+// util.c — mkdir -p and ISO timestamps.
+#include "dpo/util.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "dpo/error.h"
+
+int util_mkdir_p(const char *dir, char *err, size_t err_len) {
+    char buf[4096];
+    if (snprintf(buf, sizeof buf, "%s", dir) >= (int)sizeof buf) {
+        dpo_errf(err, err_len, "%s: directory path too long", dir);
+        return -1;
+    }
+    size_t n = strlen(buf);
+    for (size_t i = 1; i <= n; i++) {
+        if (buf[i] != '/' && buf[i] != 0) continue;
+        char c = buf[i];
+        buf[i] = 0;
+        if (mkdir(buf, 0777) != 0 && errno != EEXIST) {
+            dpo_errf(err, err_len, "%s: cannot create directory: %s", buf, strerror(errno));
+            return -1;
+        }
+        buf[i] = c;
+    }
+    struct stat st;
+    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
+        dpo_errf(err, err_len, "%s: not a directory", dir);
+        return -1;
+    }
+    return 0;
+}
+
+void util_iso_time(char *buf, size_t n) {
+    time_t now = time(NULL);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    strftime(buf, n, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
