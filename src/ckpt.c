@@ -216,6 +216,22 @@ static void tensor_dims(const dpo_tensor_t *t, hsize_t *d) {
     d[1] = (hsize_t)t->shape[1];
 }
 
+// Selects this rank's slab of tensor t in the file space (or nothing, for a rank
+// that takes no part in this transfer) and returns the matching memory space.
+static hid_t select_slab(hid_t fsp, const dpo_tensor_t *t, bool active) {
+    if (!active) {
+        hsize_t one = 1;
+        H5Sselect_none(fsp);
+        hid_t msp = H5Screate_simple(1, &one, NULL);
+        H5Sselect_none(msp);
+        return msp;
+    }
+    hsize_t start[2] = {(hsize_t)t->local_start[0], (hsize_t)t->local_start[1]};
+    hsize_t count[2] = {(hsize_t)t->local_shape[0], (hsize_t)t->local_shape[1]};
+    H5Sselect_hyperslab(fsp, H5S_SELECT_SET, start, NULL, count, NULL);
+    return H5Screate_simple(t->ndim, count, NULL);
+}
+
 // Collective over every rank of the file: creates /<group>/<name> at full shape
 // and writes this rank's slab when `writer`, nothing otherwise.
 static int write_tensor(hid_t g, const char *gpath, const char *file, const dpo_model_t *m,
@@ -237,19 +253,8 @@ static int write_tensor(hid_t g, const char *gpath, const char *file, const dpo_
         return -1;
     }
     size_t n = (size_t)(t->local_shape[0] * t->local_shape[1]);
-    hsize_t one = 1;
-    hid_t msp;
-    if (writer && n > 0) {
-        m->be->to_host(stage, dev + t->offset, n * sizeof(float));
-        hsize_t start[2] = {(hsize_t)t->local_start[0], (hsize_t)t->local_start[1]};
-        hsize_t count[2] = {(hsize_t)t->local_shape[0], (hsize_t)t->local_shape[1]};
-        H5Sselect_hyperslab(fsp, H5S_SELECT_SET, start, NULL, count, NULL);
-        msp = H5Screate_simple(t->ndim, count, NULL);
-    } else {
-        H5Sselect_none(fsp);
-        msp = H5Screate_simple(1, &one, NULL);
-        H5Sselect_none(msp);
-    }
+    if (writer && n > 0) m->be->to_host(stage, dev + t->offset, n * sizeof(float));
+    hid_t msp = select_slab(fsp, t, writer && n > 0);
     herr_t rc = H5Dwrite(d, H5T_NATIVE_FLOAT, msp, fsp, dxpl, stage);
     if (rc < 0)
         dpo_errf(err, err_len, "%s: %s/%s: write failed (%s)", file, gpath, t->name, h5util_reason());
@@ -298,18 +303,7 @@ static int read_tensor(hid_t g, const char *gpath, const char *file, const dpo_m
     }
     if (rc == 0) {  // every rank reaches here together: the checks see the same file
         size_t n = (size_t)(t->local_shape[0] * t->local_shape[1]);
-        hsize_t one = 1;
-        hid_t msp;
-        if (n > 0) {
-            hsize_t start[2] = {(hsize_t)t->local_start[0], (hsize_t)t->local_start[1]};
-            hsize_t count[2] = {(hsize_t)t->local_shape[0], (hsize_t)t->local_shape[1]};
-            H5Sselect_hyperslab(fsp, H5S_SELECT_SET, start, NULL, count, NULL);
-            msp = H5Screate_simple(t->ndim, count, NULL);
-        } else {
-            H5Sselect_none(fsp);
-            msp = H5Screate_simple(1, &one, NULL);
-            H5Sselect_none(msp);
-        }
+        hid_t msp = select_slab(fsp, t, n > 0);
         if (H5Dread(d, H5T_NATIVE_FLOAT, msp, fsp, dxpl, stage) < 0) {
             dpo_errf(err, err_len, "%s: %s/%s: read failed (%s)", file, gpath, t->name, h5util_reason());
             rc = -1;

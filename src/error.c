@@ -34,15 +34,22 @@ void log_warn(const char *fmt, ...) {
     fflush(stderr);
 }
 
-void dpo_fatal(const char *fmt, ...) {
-    va_list ap;
+// One line on stderr, after whatever stdout holds.
+static void report(const char *tag, const char *fmt, va_list ap) {
     fflush(stdout);
-    fprintf(stderr, "dpo_hpc: error [rank %d]: ", g_rank);
-    va_start(ap, fmt);
+    fputs(tag, stderr);
     vfprintf(stderr, fmt, ap);
-    va_end(ap);
     fputc('\n', stderr);
     fflush(stderr);
+}
+
+void dpo_fatal(const char *fmt, ...) {
+    va_list ap;
+    char tag[64];
+    snprintf(tag, sizeof tag, "dpo_hpc: error [rank %d]: ", g_rank);
+    va_start(ap, fmt);
+    report(tag, fmt, ap);
+    va_end(ap);
     int initialized = 0, finalized = 0;
     MPI_Initialized(&initialized);
     MPI_Finalized(&finalized);
@@ -52,15 +59,11 @@ void dpo_fatal(const char *fmt, ...) {
 }
 
 void dpo_fatal_all(const char *fmt, ...) {
-    fflush(stdout);
     if (g_rank == 0) {
         va_list ap;
-        fprintf(stderr, "dpo_hpc: error: ");
         va_start(ap, fmt);
-        vfprintf(stderr, fmt, ap);
+        report("dpo_hpc: error: ", fmt, ap);
         va_end(ap);
-        fputc('\n', stderr);
-        fflush(stderr);
     }
     int initialized = 0, finalized = 0;
     MPI_Initialized(&initialized);
