@@ -16,5 +16,5 @@ if [ "${SANITIZE:-0}" = 1 ]; then
   export ASAN_OPTIONS="detect_leaks=0:abort_on_error=0:strict_string_checks=1"
   export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
   BUILD_DIR=build-asan BUILD_TYPE=Debug scripts/build.sh -DDPO_SANITIZE=ON -DDPO_CUDA=OFF
-  (cd build-asan && ctest --output-on-failure -j "$(nproc)" -LE gpu)
+  (cd build-asan && ctest --output-on-failure -j "$(nproc)" -LE "gpu|demo")
 fi

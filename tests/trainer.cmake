@@ -6,3 +6,6 @@ dpo_script_test(test_overfit overfit.sh)
 dpo_script_test(test_precompute_reference precompute_reference.sh)
 dpo_script_test(test_from_checkpoint from_checkpoint.sh)
 dpo_script_test(test_layouts layouts.sh)
+# The demo end to end (about 80 s); left out of the sanitizer pass (-LE demo).
+dpo_script_test(test_demo demo.sh)
+set_tests_properties(test_demo PROPERTIES LABELS demo PROCESSORS 2)
