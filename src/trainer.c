@@ -42,16 +42,18 @@ typedef struct {
     dpo_optim_t opt;
     dpo_batch_t batch;
     dpo_metrics_t metrics;
-    int micro;                // pairs per micro-batch
+    int micro;                // pairs per training micro-batch
+    int val_micro;            // pairs per forward-only (validation, precompute) micro-batch
     int accum;                // micro-batches per rank per step
     int64_t steps_per_epoch;
     int64_t total_steps;
     int64_t *perm;            // (train pairs) order of the current epoch
     int64_t perm_epoch;       // epoch perm was made for (-1: none)
-    double *seq_logps;        // (2*micro) policy log-prob sums of a micro-batch
-    double *ref_logps;        // (2*micro)
-    double *dseq;             // (2*micro)
-    int64_t *idx;             // (micro) pair indices of a micro-batch
+    // Sized for cap = max(micro, val_micro) pairs:
+    double *seq_logps;        // (2*cap) policy log-prob sums of a micro-batch
+    double *ref_logps;        // (2*cap)
+    double *dseq;             // (2*cap)
+    int64_t *idx;             // (cap) pair indices of a micro-batch
     double **val_ref_cache;   // per validation split: (2*n_pairs) cached reference sums
     char ref_identity[1200];  // what produced the reference log-probs
     dpo_train_state_t st;
@@ -154,11 +156,17 @@ static void trainer_setup(trainer_t *t, const dpo_config_t *cfg, const dpo_mesh_
                   "policy.train_micro_batch_size (%d) x data-parallel size (%d)",
                   cfg->train_global_batch_size, t->micro, dp);
     t->accum = cfg->train_global_batch_size / (t->micro * dp);
-    batch_alloc(&t->batch, t->micro, 2 * t->micro * longest);
-    t->seq_logps = xcalloc(2 * (size_t)t->micro, sizeof(double), "log-probs");
-    t->ref_logps = xcalloc(2 * (size_t)t->micro, sizeof(double), "reference log-probs");
-    t->dseq = xcalloc(2 * (size_t)t->micro, sizeof(double), "loss gradients");
-    t->idx = xcalloc((size_t)t->micro, sizeof(int64_t), "pair indices");
+    // Forward-only passes split dpo.val_global_batch_size over the DP ranks.
+    if (cfg->val_global_batch_size % dp != 0)
+        dpo_fatal_all("dpo.val_global_batch_size (%d) must be a multiple of the data-parallel "
+                      "size (%d)", cfg->val_global_batch_size, dp);
+    t->val_micro = cfg->val_global_batch_size / dp;
+    int cap = t->micro > t->val_micro ? t->micro : t->val_micro;
+    batch_alloc(&t->batch, cap, 2 * cap * longest);
+    t->seq_logps = xcalloc(2 * (size_t)cap, sizeof(double), "log-probs");
+    t->ref_logps = xcalloc(2 * (size_t)cap, sizeof(double), "reference log-probs");
+    t->dseq = xcalloc(2 * (size_t)cap, sizeof(double), "loss gradients");
+    t->idx = xcalloc((size_t)cap, sizeof(int64_t), "pair indices");
     describe_reference(t);
 
     if (for_training) {
@@ -246,7 +254,7 @@ static void validate_split(trainer_t *t, int vi, dpo_loss_stats_t *st) {
     const dpo_split_t *s = &t->ds.val[vi];
     int64_t n = s->n_pairs;
     if (t->cfg->val_max_pairs > 0 && n > t->cfg->val_max_pairs) n = t->cfg->val_max_pairs;
-    int mb = t->micro, dp = t->mesh->dp_size;
+    int mb = t->val_micro, dp = t->mesh->dp_size;
     bool compute_ref = !t->cfg->reference_free && !t->cfg->precomputed_reference_logprobs;
     bool fill_cache = false;
     if (compute_ref && !t->val_ref_cache[vi]) {
@@ -498,7 +506,7 @@ int trainer_train(const dpo_config_t *cfg, const dpo_mesh_t *mesh) {
 // result is summed so that rank 0 holds every value.
 static void reference_for_split(trainer_t *t, const dpo_split_t *s, float *chosen,
                                 float *rejected) {
-    int mb = t->micro, dp = t->mesh->dp_size;
+    int mb = t->val_micro, dp = t->mesh->dp_size;
     int64_t n = s->n_pairs, nb = (n + mb - 1) / mb;
     int64_t *idx = t->idx;
     memset(chosen, 0, (size_t)n * sizeof(float));

@@ -35,4 +35,5 @@ expect_error 1 "tensor_parallel_size" "$TINY" policy.tensor_parallel_size=2
 expect_error 1 "max_total_sequence_length" "$TINY" policy.max_total_sequence_length=4
 # Two ranks: both stop, nothing hangs, rank 0 names the key.
 expect_error 2 "dpo\.label_smoothing" "$TINY" dpo.label_smoothing=-1
+expect_error 2 "dpo\.val_global_batch_size.*data-parallel" "$TINY" dpo.val_global_batch_size=3
 echo "cli_errors: all checks passed"

@@ -38,6 +38,17 @@ PY
 mv out first_out
 run 1 first_out/config.cfg dpo.max_num_steps=1 logger.log_dir=again
 grep -q '"step": 1' again/metrics.jsonl || fail "re-running the effective config failed"
+# dpo.val_global_batch_size changes how validation is batched, not what it measures.
+run 1 "$TINY" dpo.max_num_steps=3 dpo.val_global_batch_size=3 logger.log_dir=vb3
+run 1 "$TINY" dpo.max_num_steps=3 dpo.val_global_batch_size=16 logger.log_dir=vb16
+python3 - vb3/metrics.jsonl vb16/metrics.jsonl <<'PY'
+import json, sys
+a, b = ([r for r in map(json.loads, open(p)) if r["split"].startswith("val:")] for p in sys.argv[1:])
+assert len(a) == len(b) == 4, (len(a), len(b))
+for x, y in zip(a, b):
+    assert abs(x["loss"] - y["loss"]) <= 1e-6 * abs(y["loss"]) and x["pairs"] == y["pairs"], (x, y)
+print("validation identical at val_global_batch_size 3 and 16")
+PY
 # Reference-free: no reference model is built, rewards are beta * policy log-probs.
 run 1 "$TINY" dpo.max_num_steps=1 dpo.reference_free=true logger.log_dir=free
 grep -q "reference: none (reference-free)" run.log || { cat run.log; fail "reference-free not reported"; }
