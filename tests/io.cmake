@@ -5,26 +5,15 @@ dpo_test(NAME test_dataset SOURCES test_dataset.c LIBS dpo_io LABELS io)
 
 # The same program on two ranks: the reader's collective open, the token check
 # shared over ranks and independent batch reads (rank 0 writes the files).
-add_test(NAME test_dataset_np2
-         COMMAND ${DPO_MPIRUN} -np 2 $<TARGET_FILE:test_dataset>
-         WORKING_DIRECTORY ${CMAKE_BINARY_DIR}/tests)
-set_tests_properties(test_dataset_np2 PROPERTIES ENVIRONMENT "${DPO_TEST_ENV}"
-                     SKIP_RETURN_CODE 77 LABELS io TIMEOUT 600)
+dpo_test_run(NAME test_dataset_np2 TARGET test_dataset NP 2 LABELS io)
 
 # dpo_demo_data: every pair checked (arithmetic, near misses, held-out problems
 # never in training), bad arguments exit 2, same seed gives the same data.
-add_test(NAME test_demo_data
-         COMMAND ${DPO_MPIRUN} -np 1 $<TARGET_FILE:test_dataset> --demo $<TARGET_FILE:dpo_demo_data>
-         WORKING_DIRECTORY ${CMAKE_BINARY_DIR}/tests)
-set_tests_properties(test_demo_data PROPERTIES ENVIRONMENT "${DPO_TEST_ENV}"
-                     SKIP_RETURN_CODE 77 LABELS io TIMEOUT 600)
+dpo_test_run(NAME test_demo_data TARGET test_dataset LABELS io
+             ARGS --demo $<TARGET_FILE:dpo_demo_data>)
 add_dependencies(test_dataset dpo_demo_data)
 
 # Checkpoints: save / load bit for bit, find_latest, prune, architecture mismatch;
 # on two ranks also across layouts (written at TP 2, read at TP 1 and DP 2).
 dpo_test(NAME test_ckpt SOURCES test_ckpt.c LIBS dpo_io LABELS io)
-add_test(NAME test_ckpt_np2
-         COMMAND ${DPO_MPIRUN} -np 2 $<TARGET_FILE:test_ckpt>
-         WORKING_DIRECTORY ${CMAKE_BINARY_DIR}/tests)
-set_tests_properties(test_ckpt_np2 PROPERTIES ENVIRONMENT "${DPO_TEST_ENV}"
-                     SKIP_RETURN_CODE 77 LABELS io TIMEOUT 600)
+dpo_test_run(NAME test_ckpt_np2 TARGET test_ckpt NP 2 LABELS io)

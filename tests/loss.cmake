@@ -2,4 +2,4 @@
 dpo_test(NAME test_loss SOURCES test_loss.c LIBS dpo_model)
 dpo_test(NAME test_optim SOURCES test_optim.c LIBS dpo_model)
 # The same program on two ranks: the gradient norm at tensor_parallel_size 2.
-dpo_test(NAME test_optim_tp2 SOURCES test_optim.c LIBS dpo_model NP 2)
+dpo_test_run(NAME test_optim_tp2 TARGET test_optim NP 2)
