@@ -8,6 +8,7 @@ packages=(
   openmpi-bin libopenmpi-dev
   libhdf5-openmpi-dev hdf5-tools
   libconfig-dev
+  libjansson-dev libpcre2-dev libutf8proc-dev
   libopenblas-openmp-dev
   libomp-dev
   python3

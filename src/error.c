@@ -6,6 +6,9 @@
 
 static int g_rank = 0;
 static int g_world = 1;
+static const char *g_prog = "dpo_hpc";
+
+void log_set_program(const char *name) { g_prog = name; }
 
 void log_set_rank(int rank, int world_size) {
     g_rank = rank;
@@ -26,7 +29,8 @@ void log_info(const char *fmt, ...) {
 
 void log_warn(const char *fmt, ...) {
     va_list ap;
-    fprintf(stderr, "dpo_hpc: warning [rank %d]: ", g_rank);
+    if (g_world > 1) fprintf(stderr, "%s: warning [rank %d]: ", g_prog, g_rank);
+    else fprintf(stderr, "%s: warning: ", g_prog);
     va_start(ap, fmt);
     vfprintf(stderr, fmt, ap);
     va_end(ap);
@@ -46,7 +50,7 @@ static void report(const char *tag, const char *fmt, va_list ap) {
 void dpo_fatal(const char *fmt, ...) {
     va_list ap;
     char tag[64];
-    snprintf(tag, sizeof tag, "dpo_hpc: error [rank %d]: ", g_rank);
+    snprintf(tag, sizeof tag, "%s: error [rank %d]: ", g_prog, g_rank);
     va_start(ap, fmt);
     report(tag, fmt, ap);
     va_end(ap);
@@ -62,7 +66,9 @@ void dpo_fatal_all(const char *fmt, ...) {
     if (g_rank == 0) {
         va_list ap;
         va_start(ap, fmt);
-        report("dpo_hpc: error: ", fmt, ap);
+        char tag[64];
+        snprintf(tag, sizeof tag, "%s: error: ", g_prog);
+        report(tag, fmt, ap);
         va_end(ap);
     }
     int initialized = 0, finalized = 0;
@@ -90,4 +96,10 @@ void *xcalloc(size_t n, size_t size, const char *what) {
     void *p = calloc(n ? n : 1, size ? size : 1);
     if (!p) dpo_fatal("out of memory allocating %zu x %zu bytes for %s", n, size, what);
     return p;
+}
+
+void *xrealloc(void *p, size_t bytes, const char *what) {
+    void *q = realloc(p, bytes ? bytes : 1);
+    if (!q) dpo_fatal("out of memory growing %s to %zu bytes", what, bytes);
+    return q;
 }

@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -39,4 +40,28 @@ void util_iso_time(char *buf, size_t n) {
     struct tm tm;
     gmtime_r(&now, &tm);
     strftime(buf, n, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+void dstr_clear(dstr_t *b) {
+    b->len = 0;
+    if (b->s) b->s[0] = '\0';
+}
+
+void dstr_append(dstr_t *b, const char *s, size_t n) {
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 256;
+        while (cap < b->len + n + 1) cap *= 2;
+        b->s = xrealloc(b->s, cap, "string buffer");
+        b->cap = cap;
+    }
+    memcpy(b->s + b->len, s, n);
+    b->len += n;
+    b->s[b->len] = '\0';
+}
+
+void dstr_puts(dstr_t *b, const char *s) { dstr_append(b, s, strlen(s)); }
+
+void dstr_free(dstr_t *b) {
+    free(b->s);
+    memset(b, 0, sizeof *b);
 }

@@ -25,6 +25,8 @@ void log_set_rank(int rank, int world_size);
 int log_rank(void);
 
 // Informational output, printed by rank 0 only.
+// Name that prefixes warnings and errors ("dpo_hpc" unless a tool sets its own).
+void log_set_program(const char *name);
 void log_info(const char *fmt, ...) DPO_PRINTF(1, 2);
 // Warnings, printed by whichever rank sees them, prefixed with the rank.
 void log_warn(const char *fmt, ...) DPO_PRINTF(1, 2);
@@ -43,6 +45,7 @@ void dpo_errf(char *err, size_t err_len, const char *fmt, ...) DPO_PRINTF(3, 4);
 // Checked allocation: dies with a message naming what was being allocated.
 void *xmalloc(size_t bytes, const char *what);
 void *xcalloc(size_t n, size_t size, const char *what);
+void *xrealloc(void *p, size_t bytes, const char *what);
 
 #ifdef __cplusplus
 }

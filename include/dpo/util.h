@@ -10,4 +10,15 @@ int util_mkdir_p(const char *dir, char *err, size_t err_len);
 // Current UTC time as "YYYY-MM-DDTHH:MM:SSZ".
 void util_iso_time(char *buf, size_t n);
 
+// A growable NUL-terminated byte string.
+typedef struct {
+    char *s;
+    size_t len, cap;
+} dstr_t;
+
+void dstr_clear(dstr_t *b);
+void dstr_append(dstr_t *b, const char *s, size_t n);
+void dstr_puts(dstr_t *b, const char *s);
+void dstr_free(dstr_t *b);
+
 #endif
