@@ -947,6 +947,8 @@ int dataset_writer_split_attr(dataset_writer_t *w, const char *key, int64_t valu
     return 0;
 }
 
+const char *dataset_writer_error(const dataset_writer_t *w) { return w ? w->err : "no writer"; }
+
 int dataset_writer_commit(dataset_writer_t *w, char *err, size_t err_len) {
     if (!w) {
         dpo_errf(err, err_len, "dataset writer: commit without a writer");

@@ -10,13 +10,23 @@
 // (a, b) (15% held out, independent of --seed), so validation problems never appear
 // in training. Splits: "train", and validation sets "heldout" (random held-out
 // problems) and "heldout_carry" (held-out problems whose addition carries).
+//
+// Two outputs: --out writes the HDF5 dataset directly; --jsonl DIR writes the same
+// problems as JSONL records {"prompt": "07+45=", "chosen": "052", "rejected": "053"}
+// (one file per split) plus DIR/tokenizer/ — a Hugging Face tokenizer.json for the
+// same byte-level vocabulary — so that dpo_prep makes the dataset, as a user's data
+// would be made. Both give the same token ids (tests/demo_data_jsonl.sh).
 #include <errno.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
 
 #include "dpo/dataset.h"
 #include "dpo/error.h"
@@ -32,7 +42,7 @@
 #define MAX_SEQ 64
 
 typedef struct {
-    const char *out;
+    const char *out, *jsonl_dir;
     int64_t train_pairs, val_pairs, max_operand;
     uint64_t seed;
     bool near_miss_last;
@@ -41,9 +51,11 @@ typedef struct {
 
 static void usage(FILE *f) {
     fprintf(f,
-            "usage: dpo_demo_data --out PATH [options]\n"
+            "usage: dpo_demo_data --out PATH | --jsonl DIR [options]\n"
             "Writes the demo preference dataset (integer addition, byte-level vocabulary).\n"
-            "  --out PATH            output HDF5 file (required)\n"
+            "  --out PATH            output HDF5 file\n"
+            "  --jsonl DIR           instead: DIR/{train,heldout,heldout_carry}.jsonl and a\n"
+            "                        byte-level Hugging Face tokenizer in DIR/tokenizer, for dpo_prep\n"
             "  --train-pairs N       training pairs (default 20000)\n"
             "  --val-pairs M         pairs in each validation set (default 500)\n"
             "  --max-operand K       operands uniform in 0..K (default 99, at most %lld)\n"
@@ -78,7 +90,7 @@ static int64_t parse_int(const char *opt, const char *s, int64_t lo, int64_t hi)
 }
 
 static void parse_args(int argc, char **argv, opts_t *o) {
-    *o = (opts_t){.out = NULL, .train_pairs = 20000, .val_pairs = 500, .max_operand = 99,
+    *o = (opts_t){.out = NULL, .jsonl_dir = NULL, .train_pairs = 20000, .val_pairs = 500, .max_operand = 99,
                   .seed = 1234, .near_miss_last = false, .width = -1};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -106,6 +118,9 @@ static void parse_args(int argc, char **argv, opts_t *o) {
         if (strcmp(key, "--out") == 0) {
             if (!val[0]) bad_usage("%s needs a non-empty path", key);
             o->out = val;
+        } else if (strcmp(key, "--jsonl") == 0) {
+            if (!val[0]) bad_usage("%s needs a non-empty path", key);
+            o->jsonl_dir = val;
         } else if (strcmp(key, "--train-pairs") == 0) {
             o->train_pairs = parse_int(key, val, 1, INT32_MAX);
         } else if (strcmp(key, "--val-pairs") == 0) {
@@ -136,7 +151,7 @@ static void parse_args(int argc, char **argv, opts_t *o) {
             bad_usage("unknown option \"%s\"", key);
         }
     }
-    if (!o->out) bad_usage("%s", "--out PATH is required");
+    if (!o->out == !o->jsonl_dir) bad_usage("%s", "give one of --out PATH and --jsonl DIR");
     if (o->width < 0) o->width = snprintf(NULL, 0, "%lld", (long long)o->max_operand);
 }
 
@@ -192,11 +207,137 @@ static int64_t near_miss(dpo_rng_t *r, int64_t sum, bool last_only, int width) {
     return strtoll(s, NULL, 10);
 }
 
+
+// ---- where the pairs go: the HDF5 writer (--out) or JSONL files (--jsonl) ----
+
+typedef struct {
+    dataset_writer_t *w;
+    const char *dir;
+    FILE *f;                      // current split's JSONL file (written as .tmp)
+    char path[1200], tmp[1210];
+} sink_t;
+
+static int sink_end_split(sink_t *s, char *err, size_t err_len) {
+    if (!s->f) return 0;
+    int bad = ferror(s->f) | fclose(s->f);
+    s->f = NULL;
+    if (bad || rename(s->tmp, s->path) != 0) {
+        snprintf(err, err_len, "%s: write failed: %s", s->tmp, strerror(errno));
+        unlink(s->tmp);
+        return -1;
+    }
+    return 0;
+}
+
+static int sink_begin_split(sink_t *s, const char *name, char *err, size_t err_len) {
+    if (s->w) return dataset_writer_begin_split(s->w, name);
+    if (sink_end_split(s, err, err_len) < 0) return -1;
+    snprintf(s->path, sizeof s->path, "%s/%s.jsonl", s->dir, name);
+    snprintf(s->tmp, sizeof s->tmp, "%s.tmp", s->path);
+    s->f = fopen(s->tmp, "w");
+    if (!s->f) {
+        snprintf(err, err_len, "%s: cannot create: %s", s->tmp, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+static void sink_attr(sink_t *s, const char *key, int64_t v) {
+    if (s->w) dataset_writer_split_attr(s->w, key, v);
+}
+
+// chosen/rejected: <bos> prompt bytes | answer bytes <eos>, as token ids.
+static int sink_pair(sink_t *s, const int32_t *chosen, int nc, const int32_t *rejected, int nr,
+                     int prompt_len) {
+    if (s->w) return dataset_writer_add_pair(s->w, chosen, nc, prompt_len, rejected, nr, prompt_len);
+    char text[3][MAX_SEQ + 1];
+    const int32_t *src[3] = {chosen + 1, chosen + prompt_len, rejected + prompt_len};
+    int len[3] = {prompt_len - 1, nc - prompt_len - 1, nr - prompt_len - 1};
+    for (int k = 0; k < 3; k++) {
+        for (int i = 0; i < len[k]; i++) text[k][i] = (char)src[k][i];  // ASCII digits, '+', '='
+        text[k][len[k]] = '\0';
+    }
+    return fprintf(s->f, "{\"prompt\": \"%s\", \"chosen\": \"%s\", \"rejected\": \"%s\"}\n", text[0],
+                   text[1], text[2]) < 0 ? -1 : 0;
+}
+
+static void sink_abort(sink_t *s) {
+    if (s->w) dataset_writer_abort(s->w);
+    if (s->f) {
+        fclose(s->f);
+        unlink(s->tmp);
+    }
+}
+
+// GPT-2's byte-level alphabet: printable bytes stand for themselves, the others
+// (controls, space, 0x7f-0xa0, 0xad) for code points 256, 257, ... in byte order.
+static int byte_level_char(int b, char out[3]) {
+    int cp = b;
+    if (!((b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174 && b <= 255))) {
+        int k = 0;
+        for (int x = 0; x < b; x++)
+            k += !((x >= 33 && x <= 126) || (x >= 161 && x <= 172) || (x >= 174 && x <= 255));
+        cp = 256 + k;
+    }
+    if (cp < 0x80) {
+        out[0] = (char)cp;
+        out[1] = '\0';
+    } else {
+        out[0] = (char)(0xC0 | (cp >> 6));
+        out[1] = (char)(0x80 | (cp & 0x3F));
+        out[2] = '\0';
+    }
+    return 0;
+}
+
+static json_t *added_token(int id, const char *content) {
+    return json_pack("{s:i, s:s, s:b, s:b, s:b, s:b, s:b}", "id", id, "content", content,
+                     "single_word", 0, "lstrip", 0, "rstrip", 0, "normalized", 0, "special", 1);
+}
+
+// DIR/tokenizer/tokenizer.json (+ tokenizer_config.json): byte-level BPE without
+// merges, ids 0..255 = bytes, 256 = <bos>, 257 = <eos> — the demo's vocabulary.
+static int write_tokenizer(const char *dir, char *err, size_t err_len) {
+    char tdir[1200], path[1300];
+    snprintf(tdir, sizeof tdir, "%s/tokenizer", dir);
+    if (mkdir(tdir, 0777) != 0 && errno != EEXIST) {
+        snprintf(err, err_len, "%s: cannot create: %s", tdir, strerror(errno));
+        return -1;
+    }
+    json_t *vocab = json_object();
+    for (int b = 0; b < 256; b++) {
+        char c[3];
+        byte_level_char(b, c);
+        json_object_set_new(vocab, c, json_integer(b));
+    }
+    json_t *byte_level = json_pack("{s:s, s:b, s:b, s:b}", "type", "ByteLevel", "add_prefix_space", 0,
+                                   "trim_offsets", 1, "use_regex", 0);
+    json_t *tok = json_pack(
+        "{s:s, s:n, s:n, s:[o,o], s:n, s:O, s:n, s:o, s:{s:s, s:n, s:n, s:n, s:n, s:b, s:b, s:b, "
+        "s:o, s:[]}}",
+        "version", "1.0", "truncation", "padding", "added_tokens", added_token(TOK_BOS, "<bos>"),
+        added_token(TOK_EOS, "<eos>"), "normalizer", "pre_tokenizer", byte_level, "post_processor",
+        "decoder", byte_level, "model", "type", "BPE", "dropout", "unk_token",
+        "continuing_subword_prefix", "end_of_word_suffix", "fuse_unk", 0, "byte_fallback", 0,
+        "ignore_merges", 0, "vocab", vocab, "merges");
+    json_t *cfg = json_pack("{s:s, s:s, s:s, s:i}", "bos_token", "<bos>", "eos_token", "<eos>",
+                            "tokenizer_class", "PreTrainedTokenizerFast", "model_max_length", MAX_SEQ);
+    int rc = 0;
+    snprintf(path, sizeof path, "%s/tokenizer.json", tdir);
+    if (!tok || json_dump_file(tok, path, JSON_INDENT(1)) != 0) rc = -1;
+    snprintf(path, sizeof path, "%s/tokenizer_config.json", tdir);
+    if (rc == 0 && (!cfg || json_dump_file(cfg, path, JSON_INDENT(1)) != 0)) rc = -1;
+    if (rc < 0) snprintf(err, err_len, "%s: cannot write", path);
+    json_decref(tok);
+    json_decref(cfg);
+    return rc;
+}
+
 typedef struct {
     int64_t n_pairs, n_tokens, n_carry;
 } split_stats_t;
 
-static int write_pair(dataset_writer_t *w, dpo_rng_t *r, int64_t a, int64_t b, bool last_only,
+static int write_pair(sink_t *w, dpo_rng_t *r, int64_t a, int64_t b, bool last_only,
                       int width, split_stats_t *st) {
     int sum_width = width ? width + 1 : 0;
     int32_t chosen[MAX_SEQ], rejected[MAX_SEQ];
@@ -216,7 +357,7 @@ static int write_pair(dataset_writer_t *w, dpo_rng_t *r, int64_t a, int64_t b, b
     st->n_pairs++;
     st->n_tokens += nc + nr;
     st->n_carry += has_carry(a, b);
-    return dataset_writer_add_pair(w, chosen, nc, prompt_len, rejected, nr, prompt_len);
+    return sink_pair(w, chosen, nc, rejected, nr, prompt_len);
 }
 
 // Held-out problems (optionally only those that carry), for sampling validation sets
@@ -252,12 +393,12 @@ static void pool_free(pool_t *p) {
     free(p->b);
 }
 
-static int write_val_split(dataset_writer_t *w, const char *name, const opts_t *o, bool carry_only,
+static int write_val_split(sink_t *w, const char *name, const opts_t *o, bool carry_only,
                            uint64_t stream, split_stats_t *st, char *err, size_t err_len) {
     dpo_rng_t r;
     rng_seed(&r, o->seed, stream);
     int64_t K = o->max_operand;
-    if (dataset_writer_begin_split(w, name) < 0) return -1;
+    if (sink_begin_split(w, name, err, err_len) < 0) return -1;
     bool enumerable = (K + 1) <= POOL_LIMIT / (K + 1);
     if (enumerable) {
         pool_t p;
@@ -279,7 +420,7 @@ static int write_val_split(dataset_writer_t *w, const char *name, const opts_t *
         }
         for (int64_t i = 0; i < o->val_pairs; i++)
             write_pair(w, &r, p.a[i % p.n], p.b[i % p.n], o->near_miss_last, o->width, st);
-        dataset_writer_split_attr(w, "distinct_problems", p.n < o->val_pairs ? p.n : o->val_pairs);
+        sink_attr(w, "distinct_problems", p.n < o->val_pairs ? p.n : o->val_pairs);
         pool_free(&p);
     } else {
         for (int64_t i = 0; i < o->val_pairs; i++) {
@@ -296,8 +437,8 @@ static int write_val_split(dataset_writer_t *w, const char *name, const opts_t *
             write_pair(w, &r, a, b, o->near_miss_last, o->width, st);
         }
     }
-    dataset_writer_split_attr(w, "max_operand", K);
-    dataset_writer_split_attr(w, "carry_only", carry_only);
+    sink_attr(w, "max_operand", K);
+    sink_attr(w, "carry_only", carry_only);
     return 0;
 }
 
@@ -337,16 +478,27 @@ int main(int argc, char **argv) {
              (unsigned long long)o.seed, (long long)o.train_pairs, (long long)o.val_pairs, HELDOUT_PERMILLE);
     dataset_meta_t meta = {.vocab_size = VOCAB, .tokenizer = TOKENIZER_ID, .provenance = provenance};
     char err[2048];
-    dataset_writer_t *w = dataset_writer_create(o.out, &meta, err, sizeof err);
-    if (!w) {
-        fprintf(stderr, "dpo_demo_data: %s\n", err);
+    sink_t sink = {.dir = o.jsonl_dir}, *w = &sink;
+    if (o.out) {
+        sink.w = dataset_writer_create(o.out, &meta, err, sizeof err);
+        if (!sink.w) {
+            fprintf(stderr, "dpo_demo_data: %s\n", err);
+            return 1;
+        }
+    } else if (mkdir(o.jsonl_dir, 0777) != 0 && errno != EEXIST) {
+        fprintf(stderr, "dpo_demo_data: %s: cannot create: %s\n", o.jsonl_dir, strerror(errno));
         return 1;
     }
 
     split_stats_t st_train = {0}, st_ho = {0}, st_carry = {0};
     dpo_rng_t r;
     rng_seed(&r, o.seed, 1);
-    dataset_writer_begin_split(w, "train");
+    err[0] = 0;
+    if (sink_begin_split(w, "train", err, sizeof err) < 0) {
+        fprintf(stderr, "dpo_demo_data: %s\n", err);
+        sink_abort(w);
+        return 1;
+    }
     for (int64_t i = 0; i < o.train_pairs; i++) {
         int64_t a, b;
         do {
@@ -355,24 +507,31 @@ int main(int argc, char **argv) {
         } while (is_heldout(a, b));
         write_pair(w, &r, a, b, o.near_miss_last, o.width, &st_train);
     }
-    dataset_writer_split_attr(w, "max_operand", K);
+    sink_attr(w, "max_operand", K);
     err[0] = 0;
     if (o.val_pairs > 0 &&
         (write_val_split(w, "heldout", &o, false, 2, &st_ho, err, sizeof err) < 0 ||
          write_val_split(w, "heldout_carry", &o, true, 3, &st_carry, err, sizeof err) < 0)) {
         if (err[0]) {  // our own message; otherwise commit reports the writer's
             fprintf(stderr, "dpo_demo_data: %s\n", err);
-            dataset_writer_abort(w);
+            sink_abort(w);
             return 1;
         }
     }
-    if (dataset_writer_commit(w, err, sizeof err) < 0) {
+    int rc = sink.w ? dataset_writer_commit(sink.w, err, sizeof err)
+                    : sink_end_split(w, err, sizeof err) < 0 ? -1
+                                                             : write_tokenizer(o.jsonl_dir, err, sizeof err);
+    if (rc < 0) {
         fprintf(stderr, "dpo_demo_data: %s\n", err);
         return 1;
     }
     double dt = now_sec() - t0;
-    printf("dpo_demo_data: wrote %s (vocab %d, tokenizer %s) in %.3f s\n", o.out, VOCAB,
-           TOKENIZER_ID, dt);
+    if (o.out)
+        printf("dpo_demo_data: wrote %s (vocab %d, tokenizer %s) in %.3f s\n", o.out, VOCAB,
+               TOKENIZER_ID, dt);
+    else
+        printf("dpo_demo_data: wrote %s/{train,heldout,heldout_carry}.jsonl and %s/tokenizer/ "
+               "(byte-level, vocab %d) in %.3f s\n", o.jsonl_dir, o.jsonl_dir, VOCAB, dt);
     printf("  train                %8lld pairs %10lld tokens (%lld with a carry)\n",
            (long long)st_train.n_pairs, (long long)st_train.n_tokens, (long long)st_train.n_carry);
     if (o.val_pairs > 0) {

@@ -4,7 +4,10 @@
 # trained on) and the held-out margin grows. About 80 s on 2 cores.
 source "$(dirname "$0")/lib.sh"; setup "$@"
 export OMP_NUM_THREADS=2
-"$BIN/dpo_demo_data" --out arith.h5 --train-pairs 20000 --val-pairs 500 --seed 1234 > /dev/null
+# The demo's data path: JSONL records + tokenizer.json, then dpo_prep (as scripts/demo.sh).
+"$BIN/dpo_demo_data" --jsonl data --train-pairs 20000 --val-pairs 500 --seed 1234 > /dev/null
+"$BIN/dpo_prep" --tokenizer data/tokenizer --output arith.h5 --train data/train.jsonl \
+    --val heldout=data/heldout.jsonl --val heldout_carry=data/heldout_carry.jsonl --max-length 64 > /dev/null
 run 1 "$SRC/input/demo.cfg" data.dataset_path=arith.h5 logger.log_dir=out \
     checkpointing.checkpoint_dir=out/checkpoints cluster.num_threads=2
 python3 - out/metrics.jsonl <<'PY'

@@ -81,6 +81,8 @@ int dataset_writer_add_pair(dataset_writer_t *w, const int32_t *chosen, int chos
                             int rejected_comp_start);
 // Attaches an integer attribute to the current split (e.g. counts of dropped records).
 int dataset_writer_split_attr(dataset_writer_t *w, const char *key, int64_t value);
+// The message of the last refused call (add_pair is not sticky: the writer goes on).
+const char *dataset_writer_error(const dataset_writer_t *w);
 int dataset_writer_commit(dataset_writer_t *w, char *err, size_t err_len);
 void dataset_writer_abort(dataset_writer_t *w);
 
