@@ -15,5 +15,8 @@ for g in /train /val/heldout /val/heldout_carry; do
     h5diff direct.h5 prep.h5 "$g/$d" "$g/$d" > diff.txt || { head diff.txt; fail "$g/$d differs"; }
   done
 done
+# dpo_prep tokenize on the demo tokenizer: bytes are ids, <bos>/<eos> special.
+out=$(printf '{"text": "<bos>1+1=2<eos>"}\n' | "$BIN/dpo_prep" tokenize --tokenizer data/tokenizer)
+[ "$out" = '{"ids": [256, 49, 43, 49, 61, 50, 257]}' ] || fail "dpo_prep tokenize gave $out"
 [ ! -e data/train.jsonl.tmp ] || fail "temporary file left"
 echo "ok: JSONL + dpo_prep == direct HDF5 for all splits"
