@@ -474,10 +474,11 @@ int ckpt_save(const char *dir, const dpo_mesh_t *mesh, const dpo_model_t *model,
     float *stage = xmalloc(max_local_numel(lay) * sizeof(float), "checkpoint staging buffer");
     hid_t dxpl = H5Pcreate(H5P_DATASET_XFER);
     H5Pset_dxpl_mpio(dxpl, H5FD_MPIO_COLLECTIVE);
-    // One DP replica writes; among TP ranks, replicated tensors come from tp_rank 0.
+    // One DP replica writes; among TP ranks, a replicated slab (norm weights from
+    // tp_rank 0, a replicated KV head from the first rank holding it) is written once.
     for (int i = 0; i < lay->n_tensors && ok; i++) {
         const dpo_tensor_t *t = &lay->tensors[i];
-        bool writer = mesh->dp_rank == 0 && (t->shard != SHARD_NONE || mesh->tp_rank == 0);
+        bool writer = mesh->dp_rank == 0 && t->tp_writer;
         int w = write_tensor(gm, "/model", tmp, model, t, model->params, writer, stage, dxpl, err,
                              err_len);
         ok = agree(comm, w == 0, err, err_len);
@@ -498,7 +499,7 @@ int ckpt_save(const char *dir, const dpo_mesh_t *mesh, const dpo_model_t *model,
             ok = agree(comm, gk >= 0 && rr == 0, err, err_len);
             for (int i = 0; i < lay->n_tensors && ok; i++) {
                 const dpo_tensor_t *t = &lay->tensors[i];
-                bool writer = mesh->dp_rank == 0 && (t->shard != SHARD_NONE || mesh->tp_rank == 0);
+                bool writer = mesh->dp_rank == 0 && t->tp_writer;
                 int w = write_tensor(gk, gpath, tmp, model, t, bufs[k], writer, stage, dxpl, err,
                                      err_len);
                 ok = agree(comm, w == 0, err, err_len);

@@ -5,7 +5,9 @@
 // embedding and LM head vocabulary-parallel. The "f" operator (identity forward,
 // all-reduce backward) sits before each column-parallel block and the "g"
 // operator (all-reduce forward) after each row-parallel one. With tp_size 1 every
-// collective is a no-op.
+// collective is a no-op. When tp_size exceeds num_key_value_heads, each rank holds
+// the one KV head its query heads use (a slab replicated on tp/n_kv ranks) and the
+// K/V gradients are summed over the ranks sharing it.
 #include "dpo/model.h"
 
 #include <math.h>
@@ -51,6 +53,8 @@ static int layout_add(dpo_layout_t *lay, int cap, const char *name, int ndim, in
         t->local_shape[1] = c;
         alloc = t->shape[0] * c;
     }
+    t->tp_replicas = shard == SHARD_NONE ? tp : 1;
+    t->tp_writer = shard != SHARD_NONE || r == 0;
     t->offset = lay->n_params;
     t->numel = (size_t)alloc;
     // Keep every tensor 16-float aligned (64 bytes) for vector loads.
@@ -72,11 +76,15 @@ int layout_init(dpo_layout_t *lay, const dpo_model_config_t *cfg, int tp_rank, i
                  C, H, Hkv, D);
         return -1;
     }
-    if (H % tp_size || Hkv % tp_size || cfg->intermediate_size % tp_size) {
+    // KV heads split (Hkv % tp == 0) or, Megatron-style, replicated: with tp a multiple
+    // of Hkv every rank holds the one KV head its H/tp query heads use.
+    bool kv_split = Hkv % tp_size == 0, kv_repl = !kv_split && tp_size % Hkv == 0;
+    if (H % tp_size || (!kv_split && !kv_repl) || cfg->intermediate_size % tp_size) {
         snprintf(err, err_len,
-                 "policy.tensor_parallel_size = %d must divide num_attention_heads (%d), "
-                 "num_key_value_heads (%d) and intermediate_size (%d)",
-                 tp_size, H, Hkv, cfg->intermediate_size);
+                 "policy.tensor_parallel_size = %d must divide policy.model.num_attention_heads "
+                 "(%d) and policy.model.intermediate_size (%d), and divide or be a multiple of "
+                 "policy.model.num_key_value_heads (%d)",
+                 tp_size, H, cfg->intermediate_size, Hkv);
         return -1;
     }
     lay->head_dim = D;
@@ -84,14 +92,18 @@ int layout_init(dpo_layout_t *lay, const dpo_model_config_t *cfg, int tp_rank, i
     lay->vocab_local = lay->vocab_padded / tp_size;
     lay->vocab_start = lay->vocab_local * tp_rank;
     lay->n_heads_local = H / tp_size;
-    lay->n_kv_heads_local = Hkv / tp_size;
+    lay->n_kv_heads_local = kv_split ? Hkv / tp_size : 1;
+    lay->kv_replicas = kv_split ? 1 : tp_size / Hkv;
+    // Rank r's query heads [r*Hl, (r+1)*Hl) all fall in group (r*Hl)/(H/Hkv).
+    lay->kv_head_start = kv_split ? tp_rank * lay->n_kv_heads_local
+                                  : tp_rank * lay->n_heads_local / (H / Hkv);
     lay->ffn_local = cfg->intermediate_size / tp_size;
 
     int L = cfg->num_hidden_layers, F = cfg->intermediate_size;
     int cap = 3 + 14 * L;
     lay->tensors = xcalloc((size_t)cap, sizeof(dpo_tensor_t), "tensor table");
     lay->layers = xcalloc((size_t)L, sizeof(dpo_layer_tensors_t), "layer table");
-    int64_t hl = H / tp_size * D, kvl = Hkv / tp_size * D, fl = F / tp_size;
+    int64_t hl = H / tp_size * D, kvl = (int64_t)lay->n_kv_heads_local * D, fl = F / tp_size;
     char nm[DPO_TENSOR_NAME_MAX];
     lay->embed = layout_add(lay, cap, "model.embed_tokens.weight", 2, cfg->vocab_size, C,
                             SHARD_ROWS, lay->vocab_local);
@@ -122,6 +134,19 @@ int layout_init(dpo_layout_t *lay, const dpo_model_config_t *cfg, int tp_rank, i
         ADD(up, "mlp.up_proj.weight", 2, F, C, SHARD_ROWS, fl);
         ADD(down, "mlp.down_proj.weight", 2, C, F, SHARD_COLS, 0);
 #undef ADD
+        if (lay->kv_replicas > 1) {
+            // Replicated KV slab: rows of KV head kv_head_start, shared by kv_replicas
+            // ranks; the first of them writes it to checkpoints.
+            int kv_t[4] = {lt->k, lt->v, lt->k_bias, lt->v_bias};
+            for (int j = 0; j < 4; j++) {
+                if (kv_t[j] < 0) continue;
+                dpo_tensor_t *t = &lay->tensors[kv_t[j]];
+                t->local_start[0] = (int64_t)lay->kv_head_start * D;
+                t->local_shape[0] = D;
+                t->tp_replicas = lay->kv_replicas;
+                t->tp_writer = tp_rank % lay->kv_replicas == 0;
+            }
+        }
     }
     lay->final_norm = layout_add(lay, cap, "model.norm.weight", 1, C, 1, SHARD_NONE, 0);
     if (cfg->tie_word_embeddings)
@@ -193,6 +218,11 @@ struct dpo_model_acts {
     // backward scratch
     float *dx, *dtmp, *dxn, *datt, *dq, *dk, *dv, *dgate, *dup, *dh, *dhs;
     float *dq_pre, *dk_pre;  // (T,Hl*D), (T,Hkvl*D) gradients before QK-norm (qk_norm only)
+    // This micro-batch's partial gradients of tensors that several TP ranks hold, kept
+    // apart so that only they are summed (the accumulated gradient already is):
+    float *dkv;    // replicated KV slab, one layer: k (D,C), v (D,C), k bias (D), v bias (D)
+    size_t dkv_n;
+    float *dqkn;   // QK-norm weights, every layer: q_norm (D), k_norm (D) (tp_size > 1)
     // device copies of the batch's index arrays
     int32_t *tokens, *pos, *cu_seqlens, *rows, *targets;
     // host mirrors for the per-chunk statistics
@@ -264,6 +294,12 @@ static void acts_alloc(dpo_model_t *m, bool trainable) {
             a->dq_pre = dalloc(be, T * HD);
             a->dk_pre = dalloc(be, T * KVD);
         }
+        size_t D = (size_t)lay->head_dim;
+        if (lay->kv_replicas > 1) {
+            a->dkv_n = 2 * D * C + (lay->cfg.attention_bias ? 2 * D : 0);
+            a->dkv = dalloc(be, a->dkv_n);
+        }
+        if (qkn && lay->tp_size > 1) a->dqkn = dalloc(be, 2 * D * (size_t)lay->cfg.num_hidden_layers);
     }
     a->tokens = be->alloc(T * sizeof(int32_t));
     a->pos = be->alloc(T * sizeof(int32_t));
@@ -291,7 +327,7 @@ static void acts_free(dpo_model_t *m) {
     float *bufs[] = {a->x,   a->xf,   a->rstd_f, a->x_final_in, a->hs,   a->logits, a->stats,
                      a->lse, a->dlp,  a->tmp,    a->dx,         a->dtmp, a->dxn,    a->datt,
                      a->dq,  a->dk,   a->dv,     a->dgate,      a->dup,  a->dh,     a->dhs,
-                     a->dq_pre, a->dk_pre};
+                     a->dq_pre, a->dk_pre, a->dkv,  a->dqkn};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         if (bufs[i]) f(bufs[i]);
     f(a->tokens);
@@ -321,12 +357,16 @@ int model_init(dpo_model_t *m, const dpo_backend_t *be, const dpo_mesh_t *mesh,
     m->params = be->alloc(m->layout.n_params * sizeof(float));
     if (trainable) m->grads = be->alloc(m->layout.n_params * sizeof(float));
     acts_alloc(m, trainable);
+    m->kv_comm = MPI_COMM_NULL;
+    if (trainable && m->layout.kv_replicas > 1)  // collective over the TP group
+        MPI_Comm_split(mesh->tp, m->layout.kv_head_start, mesh->tp_rank, &m->kv_comm);
     return 0;
 }
 
 void model_free(dpo_model_t *m) {
     if (!m->be) return;
     acts_free(m);
+    if (m->kv_comm != MPI_COMM_NULL) MPI_Comm_free(&m->kv_comm);
     m->be->free(m->params);
     if (m->grads) m->be->free(m->grads);
     layout_free(&m->layout);
@@ -555,6 +595,16 @@ static void logprob_backward(dpo_model_t *m, const dpo_batch_t *b, const double 
     comm_allreduce_f32(m->mesh, GROUP_TP, a->dhs, (size_t)S * C, REDUCE_SUM);
 }
 
+// In-place sum over the TP ranks that hold the same KV head (m->kv_comm). Like
+// comm.c, MPI carries the backend's buffers (host memory on the CPU backend).
+static void kv_allreduce(const dpo_model_t *m, float *buf, size_t n) {
+    const size_t piece = (size_t)1 << 30;  // MPI counts are int
+    for (size_t i = 0; i < n; i += piece) {
+        size_t k = n - i < piece ? n - i : piece;
+        MPI_Allreduce(MPI_IN_PLACE, buf + i, (int)k, MPI_FLOAT, MPI_SUM, m->kv_comm);
+    }
+}
+
 static void layer_backward(dpo_model_t *m, int l, const dpo_batch_t *b) {
     const dpo_backend_t *be = m->be;
     const dpo_layout_t *lay = &m->layout;
@@ -583,22 +633,46 @@ static void layer_backward(dpo_model_t *m, int l, const dpo_batch_t *b) {
     be->rope_bwd(a->dk, a->pos, T, Kl, D, lay->cfg.rope_theta);
     float *dq = a->dq, *dk = a->dk;
     if (lay->cfg.qk_norm) {
-        // Through the per-head RMSNorm back to the projections' outputs.
-        be->rmsnorm_bwd(a->dq_pre, G(m, lt->q_norm), a->dq, s->q_pre, P(m, lt->q_norm),
-                        s->rstd_q, T * Hl, D);
-        be->rmsnorm_bwd(a->dk_pre, G(m, lt->k_norm), a->dk, s->k_pre, P(m, lt->k_norm),
-                        s->rstd_k, T * Kl, D);
+        // Through the per-head RMSNorm back to the projections' outputs. With TP the
+        // norm-weight gradients are partial (this rank's heads only): they go to
+        // a->dqkn, summed over TP once the backward is done.
+        float *gqn = G(m, lt->q_norm), *gkn = G(m, lt->k_norm);
+        if (a->dqkn) {
+            gqn = a->dqkn + (size_t)l * 2 * D;
+            gkn = gqn + D;
+        }
+        be->rmsnorm_bwd(a->dq_pre, gqn, a->dq, s->q_pre, P(m, lt->q_norm), s->rstd_q, T * Hl, D);
+        be->rmsnorm_bwd(a->dk_pre, gkn, a->dk, s->k_pre, P(m, lt->k_norm), s->rstd_k, T * Kl, D);
         dq = a->dq_pre;
         dk = a->dk_pre;
     }
+    // A replicated KV slab gets only this rank's query heads' share of its gradient:
+    // compute it apart, sum it over the ranks holding the same KV head, then add.
+    float *gk = G(m, lt->k), *gv = G(m, lt->v), *gkb = G(m, lt->k_bias), *gvb = G(m, lt->v_bias);
+    if (a->dkv) {
+        be->zero(a->dkv, a->dkv_n * sizeof(float));
+        gk = a->dkv;
+        gv = gk + (size_t)Kl * D * C;
+        gkb = lt->k_bias >= 0 ? gv + (size_t)Kl * D * C : NULL;
+        gvb = lt->k_bias >= 0 ? gkb + (size_t)Kl * D : NULL;
+    }
     if (lt->q_bias >= 0) {
         be->bias_grad(G(m, lt->q_bias), dq, T, Hl * D);
-        be->bias_grad(G(m, lt->k_bias), dk, T, Kl * D);
-        be->bias_grad(G(m, lt->v_bias), a->dv, T, Kl * D);
+        be->bias_grad(gkb, dk, T, Kl * D);
+        be->bias_grad(gvb, a->dv, T, Kl * D);
     }
     linear_bwd(be, a->dxn, G(m, lt->q), dq, s->xn, P(m, lt->q), T, Hl * D, C, 0.0f);
-    linear_bwd(be, a->dxn, G(m, lt->k), dk, s->xn, P(m, lt->k), T, Kl * D, C, 1.0f);
-    linear_bwd(be, a->dxn, G(m, lt->v), a->dv, s->xn, P(m, lt->v), T, Kl * D, C, 1.0f);
+    linear_bwd(be, a->dxn, gk, dk, s->xn, P(m, lt->k), T, Kl * D, C, 1.0f);
+    linear_bwd(be, a->dxn, gv, a->dv, s->xn, P(m, lt->v), T, Kl * D, C, 1.0f);
+    if (a->dkv) {
+        kv_allreduce(m, a->dkv, a->dkv_n);
+        be->add_inplace(G(m, lt->k), gk, (size_t)Kl * D * C);
+        be->add_inplace(G(m, lt->v), gv, (size_t)Kl * D * C);
+        if (lt->k_bias >= 0) {
+            be->add_inplace(G(m, lt->k_bias), gkb, (size_t)Kl * D);
+            be->add_inplace(G(m, lt->v_bias), gvb, (size_t)Kl * D);
+        }
+    }
     comm_allreduce_f32(m->mesh, GROUP_TP, a->dxn, TC, REDUCE_SUM);  // f operator backward
     be->rmsnorm_bwd(a->dtmp, G(m, lt->attn_norm), a->dxn, s->x_in, P(m, lt->attn_norm), s->rstd1,
                     T, C);
@@ -617,14 +691,19 @@ void model_backward(dpo_model_t *m, const dpo_batch_t *b, const double *dseq) {
     be->scatter_add_rows(a->dtmp, a->dhs, a->rows, b->n_scored, C);
     be->rmsnorm_bwd(a->dx, G(m, lay->final_norm), a->dtmp, a->x_final_in, P(m, lay->final_norm),
                     a->rstd_f, T, C);
-    for (int l = lay->cfg.num_hidden_layers - 1; l >= 0; l--) layer_backward(m, l, b);
+    int L = lay->cfg.num_hidden_layers;
+    size_t D = (size_t)lay->head_dim;
+    if (a->dqkn) be->zero(a->dqkn, 2 * D * (size_t)L * sizeof(float));
+    for (int l = L - 1; l >= 0; l--) layer_backward(m, l, b);
     // QK-norm weights are replicated but each TP rank applies them to its own heads
-    // only: their gradients are partial sums.
-    for (int l = 0; l < lay->cfg.num_hidden_layers && lay->cfg.qk_norm; l++) {
-        comm_allreduce_f32(m->mesh, GROUP_TP, G(m, lay->layers[l].q_norm), (size_t)lay->head_dim,
-                           REDUCE_SUM);
-        comm_allreduce_f32(m->mesh, GROUP_TP, G(m, lay->layers[l].k_norm), (size_t)lay->head_dim,
-                           REDUCE_SUM);
+    // only: this micro-batch's gradients are partial sums, added up over TP and then
+    // to the (already complete) accumulated gradient.
+    if (a->dqkn) {
+        comm_allreduce_f32(m->mesh, GROUP_TP, a->dqkn, 2 * D * (size_t)L, REDUCE_SUM);
+        for (int l = 0; l < L; l++) {
+            be->add_inplace(G(m, lay->layers[l].q_norm), a->dqkn + (size_t)l * 2 * D, D);
+            be->add_inplace(G(m, lay->layers[l].k_norm), a->dqkn + (size_t)l * 2 * D + D, D);
+        }
     }
     be->embedding_bwd(G(m, lay->embed), a->tokens, a->dx, T, C, lay->vocab_start,
                       lay->vocab_local);

@@ -58,7 +58,8 @@ double optim_grad_norm(const dpo_model_t *model) {
     const dpo_backend_t *be = model->be;
     // Sharded tensors: each TP rank holds a different slab, so their sums of squares
     // add up over TP. Replicated tensors (SHARD_NONE) hold the same gradient on every
-    // TP rank: counted once, outside the TP sum.
+    // TP rank: counted once, outside the TP sum. A KV slab replicated over R of the TP
+    // ranks (n_kv_heads < tp_size) enters the TP sum with weight 1/R: once in all.
     double sharded = 0.0, replicated = 0.0;
     for (int i = 0; i < lay->n_tensors; i++) {
         const dpo_tensor_t *t = &lay->tensors[i];
@@ -67,7 +68,7 @@ double optim_grad_norm(const dpo_model_t *model) {
         if (t->shard == SHARD_NONE)
             replicated += s;
         else
-            sharded += s;
+            sharded += t->tp_replicas > 1 ? s / t->tp_replicas : s;
     }
     if (model->mesh) comm_allreduce_f64(model->mesh, GROUP_TP, &sharded, 1, REDUCE_SUM);
     return sqrt(sharded + replicated);

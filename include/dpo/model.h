@@ -21,7 +21,8 @@
 
 typedef enum {
     SHARD_NONE = 0,  // replicated on every TP rank (norm weights)
-    SHARD_ROWS,      // dim 0 split: column-parallel (q/k/v/gate/up), vocabulary rows
+    SHARD_ROWS,      // dim 0 split: column-parallel (q/k/v/gate/up), vocabulary rows;
+                     // k/v replicated per KV head when tp_size > n_kv_heads (tp_replicas)
     SHARD_COLS       // dim 1 split: row-parallel (o_proj, down_proj)
 } dpo_shard_t;
 
@@ -35,6 +36,11 @@ typedef struct {
     size_t numel;                    // local element count
     dpo_shard_t shard;
     bool decay;                      // AdamW weight decay applies (matrices only)
+    // TP ranks holding this very slab: 1 for a split tensor, tp_size for SHARD_NONE,
+    // tp_size / n_kv_heads for a replicated KV slab (n_kv_heads < tp_size). Global
+    // norms count each slab once; checkpoints write it from one of them (tp_writer).
+    int tp_replicas;
+    bool tp_writer;
 } dpo_tensor_t;
 
 // Indices into layout.tensors for one decoder layer (-1 when absent).
@@ -50,6 +56,10 @@ typedef struct {
     int vocab_padded;              // vocab_size rounded up to a multiple of tp_size
     int vocab_local, vocab_start;  // this rank's rows of the embedding / LM head
     int n_heads_local, n_kv_heads_local, ffn_local;
+    // n_kv_heads < tp_size: each rank holds the one KV head its query heads use, a
+    // replicated slab shared by kv_replicas = tp_size / n_kv_heads ranks; else 1.
+    int kv_replicas;
+    int kv_head_start;             // first KV head this rank holds
     int n_tensors;
     dpo_tensor_t *tensors;         // (n_tensors)
     dpo_layer_tensors_t *layers;   // (num_hidden_layers)
@@ -58,7 +68,8 @@ typedef struct {
 } dpo_layout_t;
 
 // Builds the layout; returns -1 with a message in err when the architecture cannot be
-// split tp_size ways.
+// split tp_size ways. tp_size must divide num_attention_heads and intermediate_size,
+// and divide num_key_value_heads or be a multiple of it (KV heads replicated).
 int layout_init(dpo_layout_t *lay, const dpo_model_config_t *cfg, int tp_rank, int tp_size,
                 char *err, size_t err_len);
 void layout_free(dpo_layout_t *lay);
@@ -78,6 +89,9 @@ typedef struct {
     int max_tokens;      // packed tokens per micro-batch this model was sized for
     int chunk;           // rows of logits per log-prob chunk
     dpo_model_acts_t *acts;
+    // Trainable with kv_replicas > 1: the TP ranks holding the same KV head (their
+    // K/V gradients are summed over it); MPI_COMM_NULL otherwise.
+    MPI_Comm kv_comm;
 } dpo_model_t;
 
 // Allocates parameters (zero), gradients when trainable, and activations.
