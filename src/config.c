@@ -103,6 +103,8 @@ static const cfg_key_t KEYS[] = {
     KS("dpo.reference_model", reference_model),
     KB("dpo.precomputed_reference_logprobs", precomputed_reference_logprobs),
     KU("dpo.seed", seed),
+    KS("dpo.nonfinite_policy", nonfinite_policy),
+    KI("dpo.max_skipped_steps", max_skipped_steps),
 
     KS("data.dataset_path", dataset_path),
     KB("data.shuffle", shuffle),
@@ -213,6 +215,8 @@ void config_defaults(dpo_config_t *cfg) {
     cfg->reference_free = false;
     cfg->precomputed_reference_logprobs = false;
     cfg->seed = 42;
+    set_str(cfg->nonfinite_policy, sizeof cfg->nonfinite_policy, "abort");
+    cfg->max_skipped_steps = 10;
 
     cfg->shuffle = true;
 
@@ -1112,6 +1116,10 @@ static int validate_impl(const dpo_config_t *c, verr_t *v) {
         "is set (\"%s\") but dpo.precomputed_reference_logprobs is true (the dataset's stored "
         "reference log-probs are used)",
         c->reference_model);
+    REQ(strcmp(c->nonfinite_policy, "abort") == 0 || strcmp(c->nonfinite_policy, "skip") == 0,
+        "dpo.nonfinite_policy", "expected \"abort\" or \"skip\", got \"%s\"",
+        c->nonfinite_policy);
+    POS_INT("dpo.max_skipped_steps", c->max_skipped_steps);
 
     REQ(c->dataset_path[0], "data.dataset_path",
         "is required (the HDF5 dataset file; see doc/data-format.md)");

@@ -27,24 +27,30 @@ void log_info(const char *fmt, ...) {
     fflush(stdout);
 }
 
+// Each line goes out in one write, so that lines of several ranks do not interleave.
+static void emit_line(const char *tag, const char *fmt, va_list ap) {
+    char line[4096];
+    int n = snprintf(line, sizeof line, "%s", tag);
+    if (n < 0 || (size_t)n >= sizeof line) n = 0;
+    vsnprintf(line + n, sizeof line - (size_t)n, fmt, ap);
+    fprintf(stderr, "%s\n", line);
+    fflush(stderr);
+}
+
 void log_warn(const char *fmt, ...) {
     va_list ap;
-    if (g_world > 1) fprintf(stderr, "%s: warning [rank %d]: ", g_prog, g_rank);
-    else fprintf(stderr, "%s: warning: ", g_prog);
+    char tag[64];
+    if (g_world > 1) snprintf(tag, sizeof tag, "%s: warning [rank %d]: ", g_prog, g_rank);
+    else snprintf(tag, sizeof tag, "%s: warning: ", g_prog);
     va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
+    emit_line(tag, fmt, ap);
     va_end(ap);
-    fputc('\n', stderr);
-    fflush(stderr);
 }
 
 // One line on stderr, after whatever stdout holds.
 static void report(const char *tag, const char *fmt, va_list ap) {
     fflush(stdout);
-    fputs(tag, stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    fflush(stderr);
+    emit_line(tag, fmt, ap);
 }
 
 void dpo_fatal(const char *fmt, ...) {

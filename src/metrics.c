@@ -72,6 +72,7 @@ void metrics_log(dpo_metrics_t *m, const dpo_metrics_ctx_t *c, const dpo_loss_st
     }
     if (c->grad_norm >= 0) json_num(f, "grad_norm", c->grad_norm, true);
     if (c->lr >= 0) json_num(f, "lr", c->lr, true);
+    if (c->lr >= 0) fprintf(f, "\"skipped\": %d, ", c->skipped ? 1 : 0);
     json_num(f, "pairs", st->pairs, true);
     json_num(f, "tokens", st->tokens, true);
     json_num(f, "tokens_per_sec", c->tokens_per_sec, true);
@@ -86,9 +87,10 @@ void metrics_log(dpo_metrics_t *m, const dpo_metrics_ctx_t *c, const dpo_loss_st
         double left = (double)(c->total_steps - c->step) * c->step_sec;
         fmt_hms(eta, sizeof eta, left);
         printf("step %5lld/%lld | loss %.4f | acc %.3f | margin %+.4f | lr %.2e | gnorm %.3f | "
-               "%.0f tok/s | elapsed %s | ETA %s\n",
+               "%.0f tok/s | elapsed %s | ETA %s%s\n",
                (long long)c->step, (long long)c->total_steps, st->loss / n, st->accuracy / n,
-               st->margins / n, c->lr, c->grad_norm, c->tokens_per_sec, el, eta);
+               st->margins / n, c->lr, c->grad_norm, c->tokens_per_sec, el, eta,
+               c->skipped ? " | SKIPPED (non-finite)" : "");
     } else {
         printf("  %-22s step %5lld | loss %.4f | acc %.3f | margin %+.4f | chosen %+.4f | "
                "rejected %+.4f | %.0f pairs\n",

@@ -57,7 +57,37 @@ typedef struct {
     dpo_train_state_t st;
     double last_val_metric;
     bool have_val_metric;
+    int consecutive_skips;    // dpo.nonfinite_policy = "skip": skipped steps in a row
+    int64_t skipped_total;    // skipped steps of this process
 } trainer_t;
+
+// ---------------------------------------------------------------------------
+// TEST-ONLY fault injection (doc/architecture.md, "Failure behaviour"). Read once
+// from the environment at start-up; unset (the normal case) means no effect.
+//   DPO_TEST_INJECT_NAN_STEP=S [DPO_TEST_INJECT_NAN_RANK=R (default 0)]
+//   [DPO_TEST_INJECT_NAN_COUNT=N (default 1)]: world rank R's loss of steps
+//       S..S+N-1 (1-based) becomes NaN, on that rank alone.
+//   DPO_TEST_FAIL_STEP=S [DPO_TEST_FAIL_RANK=R (default 0)]:
+//       world rank R calls dpo_fatal at the start of step S.
+// ---------------------------------------------------------------------------
+typedef struct {
+    long long nan_step, nan_count, nan_rank, fail_step, fail_rank;  // step 0 = off
+} test_faults_t;
+
+static long long env_ll(const char *name, long long dflt) {
+    const char *v = getenv(name);
+    if (!v || !*v) return dflt;
+    char *end;
+    long long x = strtoll(v, &end, 10);
+    return *end ? dflt : x;
+}
+
+static test_faults_t test_faults_from_env(void) {
+    test_faults_t f = {env_ll("DPO_TEST_INJECT_NAN_STEP", 0), env_ll("DPO_TEST_INJECT_NAN_COUNT", 1),
+                       env_ll("DPO_TEST_INJECT_NAN_RANK", 0), env_ll("DPO_TEST_FAIL_STEP", 0),
+                       env_ll("DPO_TEST_FAIL_RANK", 0)};
+    return f;
+}
 
 static double now_sec(void) {
     struct timespec ts;
@@ -69,16 +99,31 @@ static double now_sec(void) {
 // Set-up
 // ---------------------------------------------------------------------------
 
+// Ends the job when a step done by every rank on its own (opening a file) failed
+// anywhere. Every rank learns whether all succeeded; when rank 0 failed, its message
+// ends the job cleanly everywhere (a missing file fails on every rank); when only
+// other ranks failed, they end it with MPI_Abort naming themselves while the rest wait.
+static void fatal_unless_all_ok(const dpo_mesh_t *mesh, bool ok, const char *what,
+                                const char *err) {
+    if (comm_all_ok(mesh, GROUP_WORLD, ok)) return;
+    int ok0 = ok ? 1 : 0;
+    comm_broadcast(mesh, GROUP_WORLD, &ok0, sizeof ok0, 0);
+    if (!ok0) dpo_fatal_all("%s: %s", what, err);
+    if (!ok) dpo_fatal("%s: %s", what, err);
+    MPI_Barrier(mesh->world);  // never completes: a failed rank aborts the job
+    dpo_fatal("%s: failed on another rank", what);
+}
+
 // The architecture the run trains: from policy.model_name's checkpoint, or the config.
-static void resolve_model_config(const dpo_config_t *cfg, const char *path,
-                                 dpo_model_config_t *mc) {
-    char err[ERR_LEN];
+static void resolve_model_config(const dpo_config_t *cfg, const dpo_mesh_t *mesh,
+                                 const char *path, dpo_model_config_t *mc) {
+    char err[ERR_LEN] = "";
     if (path[0] == '\0') {
         *mc = cfg->model;
         return;
     }
-    if (ckpt_read_model_config(path, mc, err, sizeof err) != 0)
-        dpo_fatal_all("policy.model_name / dpo.reference_model: %s", err);
+    bool ok = ckpt_read_model_config(path, mc, err, sizeof err) == 0;
+    fatal_unless_all_ok(mesh, ok, "policy.model_name / dpo.reference_model", err);
 }
 
 // Loads weights from `path`, or draws them from the seed when path is "".
@@ -94,7 +139,7 @@ static void model_load_initial(dpo_model_t *m, const char *path, uint64_t seed) 
 static void make_model(trainer_t *t, dpo_model_t *m, const char *path, bool trainable) {
     dpo_model_config_t mc;
     char err[ERR_LEN];
-    resolve_model_config(t->cfg, path, &mc);
+    resolve_model_config(t->cfg, t->mesh, path, &mc);
     if (t->ds.vocab_size > mc.vocab_size)
         dpo_fatal_all("%s: the dataset's vocab_size (%d) exceeds the model's (%d)", t->cfg->dataset_path,
                   t->ds.vocab_size, mc.vocab_size);
@@ -143,8 +188,9 @@ static void trainer_setup(trainer_t *t, const dpo_config_t *cfg, const dpo_mesh_
     t->perm_epoch = -1;
     t->be = backend_by_name(cfg->backend);
     if (!t->be) dpo_fatal_all("cluster.backend = \"%s\" is not available in this build", cfg->backend);
-    if (dataset_open(&t->ds, cfg->dataset_path, mesh->world, err, sizeof err) != 0)
-        dpo_fatal_all("data.dataset_path: %s", err);
+    err[0] = '\0';
+    bool opened = dataset_open(&t->ds, cfg->dataset_path, mesh->world, err, sizeof err) == 0;
+    fatal_unless_all_ok(mesh, opened, "data.dataset_path", err);
     int longest = check_sequence_lengths(t);
 
     int dp = mesh->dp_size;
@@ -327,10 +373,15 @@ static void ensure_epoch_order(trainer_t *t) {
     t->perm_epoch = t->st.epoch;
 }
 
-// One optimizer step over the global batch; returns the step's statistics.
-static void train_step(trainer_t *t, dpo_loss_stats_t *st, double *grad_norm, float *lr) {
+// One optimizer step over the global batch; returns the step's statistics and
+// whether its update was skipped (dpo.nonfinite_policy = "skip").
+static void train_step(trainer_t *t, const test_faults_t *tf, dpo_loss_stats_t *st,
+                       double *grad_norm, float *lr, bool *skipped) {
     const dpo_config_t *cfg = t->cfg;
     const dpo_mesh_t *mesh = t->mesh;
+    long long step_no = (long long)t->st.step + 1;  // 1-based, as logged
+    if (tf->fail_step == step_no && tf->fail_rank == mesh->world_rank)
+        dpo_fatal("injected failure at step %lld (DPO_TEST_FAIL_STEP, test only)", step_no);
     ensure_epoch_order(t);
     model_zero_grads(&t->policy);
     loss_stats_zero(st);
@@ -347,12 +398,42 @@ static void train_step(trainer_t *t, dpo_loss_stats_t *st, double *grad_norm, fl
     comm_allreduce_f32(mesh, GROUP_DP, t->policy.grads, t->policy.layout.n_params, REDUCE_SUM);
     comm_allreduce_f64(mesh, GROUP_DP, (double *)st, LOSS_STATS_NFIELDS, REDUCE_SUM);
     *grad_norm = optim_grad_norm(&t->policy);
-    if (!isfinite(*grad_norm) || !isfinite(st->loss))
-        dpo_fatal("step %lld: non-finite loss (%g) or gradient norm (%g); stopping before the "
-                  "optimizer corrupts the weights (lower policy.optimizer.lr?)",
-                  (long long)t->st.step + 1, st->loss, *grad_norm);
+    if (tf->nan_step > 0 && step_no >= tf->nan_step && step_no < tf->nan_step + tf->nan_count &&
+        tf->nan_rank == mesh->world_rank)
+        st->loss = NAN;  // test only
+
+    // One decision for the whole job: the lowest world rank that sees a non-finite
+    // loss or gradient norm, combined over every rank (TP and DP) before any update.
+    bool bad = !isfinite(*grad_norm) || !isfinite(st->loss);
+    double flag = bad ? (double)(mesh->world_size - mesh->world_rank) : 0.0;
+    comm_allreduce_f64(mesh, GROUP_WORLD, &flag, 1, REDUCE_MAX);
     *lr = optim_lr(cfg, t->st.step, t->total_steps);
-    optim_step(&t->opt, &t->policy, cfg, *lr, *grad_norm);
+    *skipped = false;
+    if (flag > 0.0) {
+        int who = mesh->world_size - (int)flag;
+        bool skip = strcmp(cfg->nonfinite_policy, "skip") == 0;
+        if (skip && t->consecutive_skips >= cfg->max_skipped_steps)
+            dpo_fatal_all("step %lld: non-finite loss or gradient norm (first seen on rank %d) "
+                          "after %d consecutive skipped steps (dpo.max_skipped_steps = %d); "
+                          "stopping without applying the update or writing a checkpoint",
+                          step_no, who, t->consecutive_skips, cfg->max_skipped_steps);
+        if (!skip)
+            dpo_fatal_all("step %lld: non-finite loss or gradient norm (first seen on rank %d); "
+                          "stopping without applying the update or writing a checkpoint "
+                          "(dpo.nonfinite_policy = \"abort\"; lower policy.optimizer.lr?)",
+                          step_no, who);
+        t->consecutive_skips++;
+        t->skipped_total++;
+        log_warn("step %lld: non-finite loss or gradient norm (first seen on rank %d): update "
+                 "skipped (%d in a row, dpo.max_skipped_steps = %d)",
+                 step_no, who, t->consecutive_skips, cfg->max_skipped_steps);
+        model_zero_grads(&t->policy);
+        *skipped = true;
+    } else {
+        t->consecutive_skips = 0;
+        optim_step(&t->opt, &t->policy, cfg, *lr, *grad_norm);
+    }
+    // A skipped step still moves the step counter (and with it the schedule) and the data.
     t->st.step++;
     t->st.epoch_pos += cfg->train_global_batch_size;
     if (t->st.epoch_pos + cfg->train_global_batch_size > t->ds.train.n_pairs) {
@@ -471,19 +552,22 @@ int trainer_train(const dpo_config_t *cfg, const dpo_mesh_t *mesh) {
     double t_start = now_sec() - t.st.elapsed_sec;
     if (cfg->val_at_start && !resumed) run_validation(&t, 0.0);
     int64_t step0 = t.st.step;
+    test_faults_t faults = test_faults_from_env();
     double t_loop = now_sec();
     while (t.st.step < t.total_steps) {
         dpo_loss_stats_t st;
         double gnorm;
         float lr;
+        bool skipped;
         double t0 = now_sec();
-        train_step(&t, &st, &gnorm, &lr);
+        train_step(&t, &faults, &st, &gnorm, &lr, &skipped);
         double t1 = now_sec();
         double per_step = (t1 - t_loop) / (double)(t.st.step - step0);
         dpo_metrics_ctx_t ctx = {.step = t.st.step, .total_steps = t.total_steps,
                                  .epoch = t.st.epoch, .split = "train", .grad_norm = gnorm,
                                  .lr = lr, .tokens_per_sec = st.tokens / (t1 - t0),
-                                 .elapsed_sec = t1 - t_start, .step_sec = per_step};
+                                 .elapsed_sec = t1 - t_start, .step_sec = per_step,
+                                 .skipped = skipped ? 1 : 0};
         metrics_log(&t.metrics, &ctx, &st);
         bool last = t.st.step == t.total_steps;
         if ((cfg->val_period > 0 && t.st.step % cfg->val_period == 0) || last)
@@ -492,6 +576,9 @@ int trainer_train(const dpo_config_t *cfg, const dpo_mesh_t *mesh) {
             save_checkpoint(&t, now_sec() - t_start);
     }
     log_info("done: %lld steps in %.1f s", (long long)t.st.step, now_sec() - t_start);
+    if (t.skipped_total > 0)
+        log_info("skipped %lld step(s) with a non-finite loss or gradient norm",
+                 (long long)t.skipped_total);
     trainer_teardown(&t);
     return 0;
 }

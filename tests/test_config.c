@@ -187,6 +187,8 @@ static const char *ALL_KEYS =
     "  reference_model = \"ref.h5\";\n"
     "  precomputed_reference_logprobs = false;\n"
     "  seed = 1234567;\n"
+    "  nonfinite_policy = \"skip\";\n"
+    "  max_skipped_steps = 3;\n"
     "};\n"
     "data = { dataset_path = \"data/pairs.h5\"; shuffle = false; };\n"
     "checkpointing = {\n"
@@ -267,6 +269,7 @@ static void check_all_keys(const dpo_config_t *c) {
     CHECK(c->label_smoothing == 0.1f && !c->reference_free);
     CHECK(strcmp(c->reference_model, "ref.h5") == 0 && !c->precomputed_reference_logprobs);
     CHECK(c->seed == 1234567);
+    CHECK(strcmp(c->nonfinite_policy, "skip") == 0 && c->max_skipped_steps == 3);
     CHECK(strcmp(c->dataset_path, "data/pairs.h5") == 0 && !c->shuffle);
     CHECK(c->ckpt_enabled && strcmp(c->checkpoint_dir, "ckpt") == 0 && c->save_period == 5);
     CHECK(c->keep_top_k == 2 && strcmp(c->metric_name, "val:heldout/accuracy") == 0);
@@ -498,6 +501,10 @@ static void test_errors(void) {
     // out of range (validation), with where the key was set
     EXPECT_ERROR(MINIMAL "dpo = {\n  label_smoothing = 0.5;\n};\n", 0, NULL, "dpo.label_smoothing",
                  ".cfg:3:", "[0, 0.5)");
+    const char *o_nf[] = {"dpo.nonfinite_policy=ignore"};
+    EXPECT_ERROR(MINIMAL, 1, o_nf, "dpo.nonfinite_policy", "\"abort\" or \"skip\"", "ignore");
+    const char *o_ms[] = {"dpo.max_skipped_steps=0"};
+    EXPECT_ERROR(MINIMAL, 1, o_ms, "dpo.max_skipped_steps", "must be > 0");
     const char *o11[] = {"dpo.reference_policy_kl_penalty=0"};
     EXPECT_ERROR(MINIMAL, 1, o11, "dpo.reference_policy_kl_penalty", "must be > 0",
                  "override 'dpo.reference_policy_kl_penalty=0'");

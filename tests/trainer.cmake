@@ -9,3 +9,8 @@ dpo_script_test(test_layouts layouts.sh)
 # The demo end to end (about 80 s); left out of the sanitizer pass (-LE demo).
 dpo_script_test(test_demo demo.sh)
 set_tests_properties(test_demo PROPERTIES LABELS demo PROCESSORS 2)
+# Failure behaviour (test-only fault injection through DPO_TEST_* variables).
+dpo_script_test(test_nonfinite nonfinite.sh)
+set_tests_properties(test_nonfinite PROPERTIES PROCESSORS 2)
+dpo_script_test(test_rank_failure rank_failure.sh)
+set_tests_properties(test_rank_failure PROPERTIES PROCESSORS 2)

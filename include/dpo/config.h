@@ -80,6 +80,8 @@ typedef struct {
     char reference_model[DPO_PATH_MAX];  // "" = frozen copy of the initial policy
     bool precomputed_reference_logprobs; // use the dataset's stored reference log-probs
     uint64_t seed;
+    char nonfinite_policy[16];       // "abort" or "skip": what a non-finite loss/grad does
+    int max_skipped_steps;           // "skip": consecutive skipped steps tolerated
 
     // data
     char dataset_path[DPO_PATH_MAX];  // HDF5 dataset file (doc/data-format.md)

@@ -25,6 +25,7 @@ typedef struct {
     double tokens_per_sec;
     double elapsed_sec;
     double step_sec;
+    int skipped;           // train only: 1 when the step's update was skipped (non-finite)
 } dpo_metrics_ctx_t;
 
 // Rank 0 opens <log_dir>/metrics.jsonl (appending when resuming, else truncating).
