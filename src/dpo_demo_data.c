@@ -31,6 +31,7 @@
 #include "dpo/dataset.h"
 #include "dpo/error.h"
 #include "dpo/rng.h"
+#include "dpo/util.h"
 
 #define TOK_BOS 256
 #define TOK_EOS 257
@@ -99,22 +100,10 @@ static void parse_args(int argc, char **argv, opts_t *o) {
             exit(0);
         }
         if (strncmp(a, "--", 2) != 0) bad_usage("unexpected argument \"%s\"", a);
-        // --key VALUE or --key=VALUE
-        char key[64];
-        const char *val;
-        const char *eq = strchr(a, '=');
-        if (eq) {
-            size_t n = (size_t)(eq - a);
-            if (n >= sizeof key) bad_usage("unknown option \"%s\"", a);
-            memcpy(key, a, n);
-            key[n] = 0;
-            val = eq + 1;
-        } else {
-            if (strlen(a) >= sizeof key) bad_usage("unknown option \"%s\"", a);
-            strcpy(key, a);
-            if (i + 1 >= argc) bad_usage("option %s needs a value", a);
-            val = argv[++i];
-        }
+        char key[64], *val;
+        int rc = util_option(argc, argv, &i, key, sizeof key, &val);
+        if (rc == -1) bad_usage("unknown option \"%s\"", a);
+        if (rc == -2) bad_usage("option %s needs a value", a);
         if (strcmp(key, "--out") == 0) {
             if (!val[0]) bad_usage("%s needs a non-empty path", key);
             o->out = val;

@@ -19,6 +19,7 @@
 #include "dpo/prep.h"
 #include "dpo/tokenize_cli.h"
 #include "dpo/tokenizer.h"
+#include "dpo/util.h"
 
 #define MAX_INPUTS 256
 #define MAX_SPLITS 33
@@ -144,19 +145,10 @@ static void parse_args(int argc, char **argv, cli_t *c) {
             c->force = true;
             continue;
         }
-        char key[64];
-        char *val;
-        char *eq = strchr(a, '=');
-        if (eq && (size_t)(eq - a) < sizeof key) {
-            memcpy(key, a, (size_t)(eq - a));
-            key[eq - a] = '\0';
-            val = eq + 1;
-        } else {
-            if (strlen(a) >= sizeof key) bad_usage("unknown option \"%s\"", a);
-            strcpy(key, a);
-            if (i + 1 >= argc) bad_usage("option %s needs a value", a);
-            val = argv[++i];
-        }
+        char key[64], *val;
+        int rc = util_option(argc, argv, &i, key, sizeof key, &val);
+        if (rc == -1) bad_usage("unknown option \"%s\"", a);
+        if (rc == -2) bad_usage("option %s needs a value", a);
         if (strcmp(key, "--tokenizer") == 0) c->tokenizer = val;
         else if (strcmp(key, "--output") == 0) c->output = val;
         else if (strcmp(key, "--train") == 0) add_input(c, "train", val);

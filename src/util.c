@@ -65,3 +65,18 @@ void dstr_free(dstr_t *b) {
     free(b->s);
     memset(b, 0, sizeof *b);
 }
+
+int util_option(int argc, char **argv, int *i, char *key, size_t key_len, char **val) {
+    char *a = argv[*i], *eq = strchr(a, '=');
+    size_t n = eq ? (size_t)(eq - a) : strlen(a);
+    if (n >= key_len) return -1;
+    memcpy(key, a, n);
+    key[n] = '\0';
+    if (eq) {
+        *val = eq + 1;
+        return 0;
+    }
+    if (*i + 1 >= argc) return -2;
+    *val = argv[++*i];
+    return 0;
+}

@@ -10,6 +10,11 @@ int util_mkdir_p(const char *dir, char *err, size_t err_len);
 // Current UTC time as "YYYY-MM-DDTHH:MM:SSZ".
 void util_iso_time(char *buf, size_t n);
 
+// One "--key VALUE" or "--key=VALUE" option at argv[*i]: copies "--key" into key
+// and points *val at the value (advancing *i past a separate value). Returns 0,
+// -1 when the key does not fit (an unknown option), -2 when the value is missing.
+int util_option(int argc, char **argv, int *i, char *key, size_t key_len, char **val);
+
 // A growable NUL-terminated byte string.
 typedef struct {
     char *s;
