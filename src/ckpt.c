@@ -4,7 +4,9 @@
 // rank of the mesh through the MPI-IO driver to <name>.tmp and renamed by rank 0
 // once complete. Every tensor is one dataset at its FULL logical shape; each rank
 // writes (DP rank 0 only) or reads (every rank) the hyperslab its layout holds, so
-// a checkpoint written at one TP x DP layout loads at any other.
+// a checkpoint written at one TP x DP layout loads at any other. With ZeRO-1 the
+// optimizer moments are sharded over DP: every DP rank writes, and reads, just the
+// pieces of each tensor that fall in its shard of the flat parameter vector.
 //
 // Every collective HDF5 call is made by every rank in the same order, and ranks
 // agree on success after each tensor (one small allreduce), so an I/O error on one
@@ -216,27 +218,79 @@ static void tensor_dims(const dpo_tensor_t *t, hsize_t *d) {
     d[1] = (hsize_t)t->shape[1];
 }
 
-// Selects this rank's slab of tensor t in the file space (or nothing, for a rank
-// that takes no part in this transfer) and returns the matching memory space.
-static hid_t select_slab(hid_t fsp, const dpo_tensor_t *t, bool active) {
-    if (!active) {
+// Elements of tensor t's slab that the file holds: the slab's rows without the
+// padding rows of a vocabulary slab (those come last in the allocation).
+static size_t slab_file_numel(const dpo_tensor_t *t) {
+    return (size_t)(t->local_shape[0] * t->local_shape[1]);
+}
+
+// Selects, in the file space of tensor t, the elements [lo, hi) of this rank's slab
+// (row-major local order, hi <= slab_file_numel) and returns a 1-D memory space of
+// hi - lo elements; nothing on both sides for a rank that takes no part (!active or
+// an empty range). A contiguous range of a slab is up to three hyperslabs of the
+// full tensor: the tail of its first row, whole rows, the head of its last row.
+// HDF5 walks a selection in row-major order, the order of the memory elements.
+static hid_t select_part(hid_t fsp, const dpo_tensor_t *t, size_t lo, size_t hi, bool active) {
+    if (!active || hi <= lo) {
         hsize_t one = 1;
         H5Sselect_none(fsp);
         hid_t msp = H5Screate_simple(1, &one, NULL);
         H5Sselect_none(msp);
         return msp;
     }
-    hsize_t start[2] = {(hsize_t)t->local_start[0], (hsize_t)t->local_start[1]};
-    hsize_t count[2] = {(hsize_t)t->local_shape[0], (hsize_t)t->local_shape[1]};
-    H5Sselect_hyperslab(fsp, H5S_SELECT_SET, start, NULL, count, NULL);
-    return H5Screate_simple(t->ndim, count, NULL);
+    const size_t w = (size_t)t->local_shape[1];  // 1 for a vector
+    const hsize_t r_base = (hsize_t)t->local_start[0], c_base = (hsize_t)t->local_start[1];
+    size_t r0 = lo / w, c0 = lo % w, r1 = hi / w, c1 = hi % w;  // end is (r1, c1) exclusive
+    H5Sselect_none(fsp);
+    hsize_t start[2], count[2];
+    if (r0 == r1) {  // within one row
+        start[0] = r_base + r0; start[1] = c_base + c0;
+        count[0] = 1; count[1] = c1 - c0;
+        H5Sselect_hyperslab(fsp, H5S_SELECT_OR, start, NULL, count, NULL);
+    } else {
+        if (c0 > 0) {  // tail of the first row
+            start[0] = r_base + r0; start[1] = c_base + c0;
+            count[0] = 1; count[1] = w - c0;
+            H5Sselect_hyperslab(fsp, H5S_SELECT_OR, start, NULL, count, NULL);
+            r0++;
+        }
+        if (r1 > r0) {  // whole rows
+            start[0] = r_base + r0; start[1] = c_base;
+            count[0] = r1 - r0; count[1] = w;
+            H5Sselect_hyperslab(fsp, H5S_SELECT_OR, start, NULL, count, NULL);
+        }
+        if (c1 > 0) {  // head of the last row
+            start[0] = r_base + r1; start[1] = c_base;
+            count[0] = 1; count[1] = c1;
+            H5Sselect_hyperslab(fsp, H5S_SELECT_OR, start, NULL, count, NULL);
+        }
+    }
+    hsize_t n = (hsize_t)(hi - lo);
+    return H5Screate_simple(1, &n, NULL);
+}
+
+// The range of the flat parameter vector [off, off + n) seen from tensor t: the
+// part of its slab in the file that the range covers, as slab indices [*lo, *hi),
+// and the position in the range's buffer of slab element *lo (*at).
+static void range_part(const dpo_tensor_t *t, size_t off, size_t n, size_t *lo, size_t *hi,
+                       size_t *at) {
+    size_t a = t->offset, b = t->offset + slab_file_numel(t);
+    size_t s = a > off ? a : off, e = b < off + n ? b : off + n;
+    if (s >= e) {
+        *lo = *hi = *at = 0;
+        return;
+    }
+    *lo = s - a;
+    *hi = e - a;
+    *at = s - off;
 }
 
 // Collective over every rank of the file: creates /<group>/<name> at full shape
-// and writes this rank's slab when `writer`, nothing otherwise.
+// and writes the elements [lo, hi) of this rank's slab, found at src on the device,
+// when `writer`, nothing otherwise.
 static int write_tensor(hid_t g, const char *gpath, const char *file, const dpo_model_t *m,
-                        const dpo_tensor_t *t, const float *dev, bool writer, float *stage,
-                        hid_t dxpl, char *err, size_t err_len) {
+                        const dpo_tensor_t *t, const float *src, size_t lo, size_t hi,
+                        bool writer, float *stage, hid_t dxpl, char *err, size_t err_len) {
     hsize_t dims[2];
     tensor_dims(t, dims);
     hid_t fsp = H5Screate_simple(t->ndim, dims, NULL);
@@ -252,9 +306,9 @@ static int write_tensor(hid_t g, const char *gpath, const char *file, const dpo_
         H5Sclose(fsp);
         return -1;
     }
-    size_t n = (size_t)(t->local_shape[0] * t->local_shape[1]);
-    if (writer && n > 0) m->be->to_host(stage, dev + t->offset, n * sizeof(float));
-    hid_t msp = select_slab(fsp, t, writer && n > 0);
+    size_t n = hi > lo ? hi - lo : 0;
+    if (writer && n > 0) m->be->to_host(stage, src, n * sizeof(float));
+    hid_t msp = select_part(fsp, t, lo, hi, writer && n > 0);
     herr_t rc = H5Dwrite(d, H5T_NATIVE_FLOAT, msp, fsp, dxpl, stage);
     if (rc < 0)
         dpo_errf(err, err_len, "%s: %s/%s: write failed (%s)", file, gpath, t->name, h5util_reason());
@@ -267,10 +321,11 @@ static int write_tensor(hid_t g, const char *gpath, const char *file, const dpo_
     return rc < 0 ? -1 : 0;
 }
 
-// Collective: reads this rank's slab of /<group>/<name> into dev (checked shape).
+// Collective: reads the elements [lo, hi) of this rank's slab of /<group>/<name>
+// into dst on the device (shape checked).
 static int read_tensor(hid_t g, const char *gpath, const char *file, const dpo_model_t *m,
-                       const dpo_tensor_t *t, float *dev, float *stage, hid_t dxpl, char *err,
-                       size_t err_len) {
+                       const dpo_tensor_t *t, float *dst, size_t lo, size_t hi, float *stage,
+                       hid_t dxpl, char *err, size_t err_len) {
     if (H5Lexists(g, t->name, H5P_DEFAULT) <= 0) {
         char a[256];
         fmt_arch(a, sizeof a, &m->layout.cfg);
@@ -302,13 +357,13 @@ static int read_tensor(hid_t g, const char *gpath, const char *file, const dpo_m
         rc = -1;
     }
     if (rc == 0) {  // every rank reaches here together: the checks see the same file
-        size_t n = (size_t)(t->local_shape[0] * t->local_shape[1]);
-        hid_t msp = select_slab(fsp, t, n > 0);
+        size_t n = hi > lo ? hi - lo : 0;
+        hid_t msp = select_part(fsp, t, lo, hi, n > 0);
         if (H5Dread(d, H5T_NATIVE_FLOAT, msp, fsp, dxpl, stage) < 0) {
             dpo_errf(err, err_len, "%s: %s/%s: read failed (%s)", file, gpath, t->name, h5util_reason());
             rc = -1;
         } else if (n > 0) {
-            m->be->to_device(dev + t->offset, stage, n * sizeof(float));
+            m->be->to_device(dst, stage, n * sizeof(float));
         }
         H5Sclose(msp);
     }
@@ -345,9 +400,10 @@ static herr_t find_extra(hid_t g, const char *name, const H5L_info_t *info, void
     return 0;
 }
 
-// Reads every tensor of the layout from group gpath into dev (collective).
+// Reads every tensor of the layout from group gpath (collective): the elements of
+// the flat vector [off, off + n) into buf (buf[0] is element off).
 static int load_group(hid_t f, const char *gpath, const char *file, const dpo_model_t *m,
-                      float *dev, char *err, size_t err_len) {
+                      float *buf, size_t off, size_t n, char *err, size_t err_len) {
     MPI_Comm comm = m->mesh->world;
     const dpo_layout_t *lay = &m->layout;
     hid_t g = H5Gopen2(f, gpath, H5P_DEFAULT);
@@ -372,13 +428,23 @@ static int load_group(hid_t f, const char *gpath, const char *file, const dpo_mo
     H5Pset_dxpl_mpio(dxpl, H5FD_MPIO_COLLECTIVE);
     int ok = 1;
     for (int i = 0; i < lay->n_tensors && ok; i++) {
-        int r = read_tensor(g, gpath, file, m, &lay->tensors[i], dev, stage, dxpl, err, err_len);
+        const dpo_tensor_t *t = &lay->tensors[i];
+        size_t lo, hi, at;
+        range_part(t, off, n, &lo, &hi, &at);
+        int r = read_tensor(g, gpath, file, m, t, buf + at, lo, hi, stage, dxpl, err, err_len);
         ok = agree(comm, r == 0, err, err_len);
     }
     H5Pclose(dxpl);
     free(stage);
     H5Gclose(g);
     return ok ? 0 : -1;
+}
+
+// The optimizer state matches the model: full moments, or one DP shard of it.
+static bool optim_covers(const dpo_optim_t *opt, const dpo_model_t *model) {
+    if (!opt->sharded) return opt->off == 0 && opt->n == model->layout.n_params;
+    return opt->n * (size_t)model->mesh->dp_size == model->n_alloc &&
+           opt->off == (size_t)model->mesh->dp_rank * opt->n;
 }
 
 // ---- save ----
@@ -422,7 +488,7 @@ int ckpt_save(const char *dir, const dpo_mesh_t *mesh, const dpo_model_t *model,
         ok = 0;
     }
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    if (opt && opt->n != lay->n_params) {
+    if (opt && !optim_covers(opt, model)) {
         dpo_errf(err, err_len, "%s: optimizer state holds %zu values but the model %zu", path, opt->n,
              lay->n_params);
         ok = 0;
@@ -479,8 +545,8 @@ int ckpt_save(const char *dir, const dpo_mesh_t *mesh, const dpo_model_t *model,
     for (int i = 0; i < lay->n_tensors && ok; i++) {
         const dpo_tensor_t *t = &lay->tensors[i];
         bool writer = mesh->dp_rank == 0 && t->tp_writer;
-        int w = write_tensor(gm, "/model", tmp, model, t, model->params, writer, stage, dxpl, err,
-                             err_len);
+        int w = write_tensor(gm, "/model", tmp, model, t, model->params + t->offset, 0,
+                             slab_file_numel(t), writer, stage, dxpl, err, err_len);
         ok = agree(comm, w == 0, err, err_len);
     }
     if (gm >= 0) H5Gclose(gm);
@@ -499,9 +565,13 @@ int ckpt_save(const char *dir, const dpo_mesh_t *mesh, const dpo_model_t *model,
             ok = agree(comm, gk >= 0 && rr == 0, err, err_len);
             for (int i = 0; i < lay->n_tensors && ok; i++) {
                 const dpo_tensor_t *t = &lay->tensors[i];
-                bool writer = mesh->dp_rank == 0 && t->tp_writer;
-                int w = write_tensor(gk, gpath, tmp, model, t, bufs[k], writer, stage, dxpl, err,
-                                     err_len);
+                // Full moments: one DP replica writes. ZeRO-1: every DP rank writes
+                // the pieces of the tensor that lie in its shard (disjoint, covering).
+                size_t lo, hi, at;
+                range_part(t, opt->off, opt->n, &lo, &hi, &at);
+                bool writer = (opt->sharded || mesh->dp_rank == 0) && t->tp_writer;
+                int w = write_tensor(gk, gpath, tmp, model, t, bufs[k] + at, lo, hi, writer,
+                                     stage, dxpl, err, err_len);
                 ok = agree(comm, w == 0, err, err_len);
             }
             if (gk >= 0) H5Gclose(gk);
@@ -562,14 +632,15 @@ int ckpt_read_model_config(const char *path, dpo_model_config_t *mc, char *err, 
 int ckpt_load_model(const char *path, dpo_model_t *model, char *err, size_t err_len) {
     hid_t f = open_ckpt(path, model->mesh->world, err, err_len);
     if (f < 0) return -1;
-    int rc = load_group(f, "/model", path, model, model->params, err, err_len);
+    int rc = load_group(f, "/model", path, model, model->params, 0, model->layout.n_params, err,
+                        err_len);
     H5Fclose(f);
     return rc;
 }
 
 int ckpt_load_optim(const char *path, const dpo_model_t *model, dpo_optim_t *opt, char *err,
                     size_t err_len) {
-    if (opt->n != model->layout.n_params) {
+    if (!optim_covers(opt, model)) {
         dpo_errf(err, err_len, "%s: optimizer state holds %zu values but the model %zu", path, opt->n,
              model->layout.n_params);
         return -1;
@@ -584,8 +655,10 @@ int ckpt_load_optim(const char *path, const dpo_model_t *model, dpo_optim_t *opt
              path);
     } else if ((g = H5Gopen2(f, "optimizer", H5P_DEFAULT)) < 0 || h5util_attr_read_int(g, "t", &t) != 0) {
         dpo_errf(err, err_len, "%s: /optimizer: attribute t (optimizer steps) missing", path);
-    } else if (load_group(f, "/optimizer/exp_avg", path, model, opt->m, err, err_len) == 0 &&
-               load_group(f, "/optimizer/exp_avg_sq", path, model, opt->v, err, err_len) == 0) {
+    } else if (load_group(f, "/optimizer/exp_avg", path, model, opt->m, opt->off, opt->n, err,
+                          err_len) == 0 &&
+               load_group(f, "/optimizer/exp_avg_sq", path, model, opt->v, opt->off, opt->n, err,
+                          err_len) == 0) {
         opt->t = t;
         rc = 0;
     }

@@ -22,6 +22,14 @@ static int group_size(const dpo_mesh_t *m, comm_group_t g) {
     }
 }
 
+static int group_rank(const dpo_mesh_t *m, comm_group_t g) {
+    switch (g) {
+        case GROUP_TP: return m->tp_rank;
+        case GROUP_DP: return m->dp_rank;
+        default: return m->world_rank;
+    }
+}
+
 static MPI_Op mpi_op(comm_reduce_t op) { return op == REDUCE_MAX ? MPI_MAX : MPI_SUM; }
 
 // MPI counts are int: large buffers go in pieces.
@@ -59,7 +67,9 @@ void comm_allgather_f32(const dpo_mesh_t *m, comm_group_t g, const float *send, 
             for (size_t i = 0; i < n; i++) recv[i] = send[i];
         return;
     }
-    MPI_Allgather(send, (int)n, MPI_FLOAT, recv, (int)n, MPI_FLOAT, group_comm(m, g));
+    // In place when send is this rank's own block of recv.
+    const void *sb = send == recv + (size_t)group_rank(m, g) * n ? MPI_IN_PLACE : (const void *)send;
+    MPI_Allgather(sb, (int)n, MPI_FLOAT, recv, (int)n, MPI_FLOAT, group_comm(m, g));
 }
 
 void comm_reduce_scatter_f32(const dpo_mesh_t *m, comm_group_t g, const float *send, float *recv,

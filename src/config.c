@@ -77,6 +77,7 @@ static const cfg_key_t KEYS[] = {
     KI("policy.logprob_chunk_size", logprob_chunk_size),
     KF("policy.max_grad_norm", max_grad_norm),
     KI("policy.tensor_parallel_size", tensor_parallel_size),
+    KI("policy.zero_stage", zero_stage),
     KF("policy.optimizer.lr", lr),
     KF("policy.optimizer.weight_decay", weight_decay),
     KX("policy.optimizer.betas", K_BETAS),
@@ -188,6 +189,7 @@ void config_defaults(dpo_config_t *cfg) {
     cfg->logprob_chunk_size = 256;
     cfg->max_grad_norm = 1.0f;
     cfg->tensor_parallel_size = 1;
+    cfg->zero_stage = 1;
     cfg->lr = 5e-6f;
     cfg->weight_decay = 0.1f;
     cfg->beta1 = 0.9f;
@@ -1076,6 +1078,9 @@ static int validate_impl(const dpo_config_t *c, verr_t *v) {
     POS_INT("policy.logprob_chunk_size", c->logprob_chunk_size);
     NONNEG_FLOAT("policy.max_grad_norm", c->max_grad_norm);
     POS_INT("policy.tensor_parallel_size", c->tensor_parallel_size);
+    REQ(c->zero_stage == 0 || c->zero_stage == 1, "policy.zero_stage",
+        "must be 0 (no sharding) or 1 (optimizer state sharded over data parallelism), got %d",
+        c->zero_stage);
     NONNEG_FLOAT("policy.optimizer.lr", c->lr);
     NONNEG_FLOAT("policy.optimizer.weight_decay", c->weight_decay);
     REQ(c->beta1 >= 0.0f && c->beta1 < 1.0f && c->beta2 >= 0.0f && c->beta2 < 1.0f,

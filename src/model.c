@@ -354,8 +354,10 @@ int model_init(dpo_model_t *m, const dpo_backend_t *be, const dpo_mesh_t *mesh,
     m->mesh = mesh;
     m->max_tokens = max_tokens > 0 ? max_tokens : 1;
     m->chunk = chunk > 0 ? chunk : 256;
-    m->params = be->alloc(m->layout.n_params * sizeof(float));
-    if (trainable) m->grads = be->alloc(m->layout.n_params * sizeof(float));
+    size_t dp = mesh->dp_size > 0 ? (size_t)mesh->dp_size : 1;
+    m->n_alloc = (m->layout.n_params + dp - 1) / dp * dp;
+    m->params = be->alloc(m->n_alloc * sizeof(float));
+    if (trainable) m->grads = be->alloc(m->n_alloc * sizeof(float));
     acts_alloc(m, trainable);
     m->kv_comm = MPI_COMM_NULL;
     if (trainable && m->layout.kv_replicas > 1)  // collective over the TP group

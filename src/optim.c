@@ -9,9 +9,19 @@
 
 #define OPTIM_PI 3.14159265358979323846
 
-void optim_init(dpo_optim_t *o, const dpo_model_t *model) {
+void optim_init(dpo_optim_t *o, const dpo_model_t *model, int zero_stage) {
     memset(o, 0, sizeof *o);
-    o->n = model->layout.n_params;
+    const dpo_mesh_t *mesh = model->mesh;
+    o->sharded = zero_stage >= 1 && mesh && mesh->dp_size > 1;
+    if (o->sharded) {
+        // model->n_alloc is a multiple of dp_size: equal shards, padding at the end.
+        o->n = model->n_alloc / (size_t)mesh->dp_size;
+        o->off = (size_t)mesh->dp_rank * o->n;
+        o->gshard = (float *)model->be->alloc(o->n * sizeof(float));
+    } else {
+        o->n = model->layout.n_params;
+        o->off = 0;
+    }
     o->m = (float *)model->be->alloc(o->n * sizeof(float));  // zero-filled
     o->v = (float *)model->be->alloc(o->n * sizeof(float));
     o->t = 0;
@@ -20,9 +30,24 @@ void optim_init(dpo_optim_t *o, const dpo_model_t *model) {
 void optim_free(dpo_optim_t *o, const dpo_model_t *model) {
     if (o->m) model->be->free(o->m);
     if (o->v) model->be->free(o->v);
-    o->m = o->v = NULL;
-    o->n = 0;
-    o->t = 0;
+    if (o->gshard) model->be->free(o->gshard);
+    memset(o, 0, sizeof *o);
+}
+
+void optim_reduce_grads(dpo_optim_t *o, dpo_model_t *model) {
+    if (o->sharded)
+        comm_reduce_scatter_f32(model->mesh, GROUP_DP, model->grads, o->gshard, o->n);
+    else if (model->mesh)
+        comm_allreduce_f32(model->mesh, GROUP_DP, model->grads, model->layout.n_params, REDUCE_SUM);
+}
+
+// The part [*lo, *hi) of tensor t's flat range that lies in the shard; false when empty.
+static bool shard_part(const dpo_optim_t *o, const dpo_tensor_t *t, size_t *lo, size_t *hi) {
+    size_t a = t->offset, b = t->offset + t->numel;
+    size_t c = o->off, d = o->off + o->n;
+    *lo = a > c ? a : c;
+    *hi = b < d ? b : d;
+    return *lo < *hi;
 }
 
 // Warmup: step < W (W = warmup_steps):  lr · (step + 1) / W
@@ -74,27 +99,58 @@ double optim_grad_norm(const dpo_model_t *model) {
     return sqrt(sharded + replicated);
 }
 
+double optim_global_grad_norm(const dpo_optim_t *o, const dpo_model_t *model) {
+    if (!o->sharded) return optim_grad_norm(model);
+    const dpo_layout_t *lay = &model->layout;
+    const dpo_backend_t *be = model->be;
+    // As optim_grad_norm, over this rank's shard only; the DP shards are disjoint and
+    // together cover every element once, so summing them over DP gives the same
+    // sums (up to the order of double additions), then the TP rule applies.
+    double sums[2] = {0.0, 0.0};  // sharded, replicated
+    for (int i = 0; i < lay->n_tensors; i++) {
+        const dpo_tensor_t *t = &lay->tensors[i];
+        size_t lo, hi;
+        if (t->numel == 0 || !shard_part(o, t, &lo, &hi)) continue;
+        double s = be->sumsq(o->gshard + (lo - o->off), hi - lo);
+        if (t->shard == SHARD_NONE)
+            sums[1] += s;
+        else
+            sums[0] += t->tp_replicas > 1 ? s / t->tp_replicas : s;
+    }
+    comm_allreduce_f64(model->mesh, GROUP_DP, sums, 2, REDUCE_SUM);
+    comm_allreduce_f64(model->mesh, GROUP_TP, &sums[0], 1, REDUCE_SUM);
+    return sqrt(sums[0] + sums[1]);
+}
+
 void optim_step(dpo_optim_t *o, dpo_model_t *model, const dpo_config_t *cfg, float lr,
                 double grad_norm) {
     const dpo_layout_t *lay = &model->layout;
     const dpo_backend_t *be = model->be;
+    float *grads = o->sharded ? o->gshard : model->grads;  // indexed from o->off
+    size_t n_grads = o->sharded ? o->n : lay->n_params;
 
     // Global-norm clipping, as torch.nn.utils.clip_grad_norm_: scale by
     // max / (norm + 1e-6) when the norm exceeds max.
     if (cfg->max_grad_norm > 0.0f && grad_norm > (double)cfg->max_grad_norm) {
         double coef = (double)cfg->max_grad_norm / (grad_norm + 1e-6);
-        be->scale_inplace(model->grads, (float)coef, lay->n_params);
+        be->scale_inplace(grads, (float)coef, n_grads);
     }
 
     o->t += 1;
     const double bc1 = 1.0 - pow((double)cfg->beta1, (double)o->t);
     const double bc2 = 1.0 - pow((double)cfg->beta2, (double)o->t);
+    // Per tensor (weight decay is a property of the tensor), over the part of it that
+    // the moments cover: all of it, or its intersection with this rank's shard.
     for (int i = 0; i < lay->n_tensors; i++) {
         const dpo_tensor_t *t = &lay->tensors[i];
-        if (t->numel == 0) continue;
+        size_t lo, hi;
+        if (t->numel == 0 || !shard_part(o, t, &lo, &hi)) continue;
         float wd = t->decay ? cfg->weight_decay : 0.0f;
-        be->adamw(model->params + t->offset, model->grads + t->offset, o->m + t->offset,
-                  o->v + t->offset, t->numel, lr, cfg->beta1, cfg->beta2, cfg->adam_eps, wd,
-                  (float)bc1, (float)bc2);
+        size_t k = lo - o->off;
+        be->adamw(model->params + lo, grads + k, o->m + k, o->v + k, hi - lo, lr, cfg->beta1,
+                  cfg->beta2, cfg->adam_eps, wd, (float)bc1, (float)bc2);
     }
+    // Every DP rank updated its own shard: gather the full parameters everywhere.
+    if (o->sharded)
+        comm_allgather_f32(model->mesh, GROUP_DP, model->params + o->off, model->params, o->n);
 }

@@ -395,9 +395,11 @@ static void train_step(trainer_t *t, const test_faults_t *tf, dpo_loss_stats_t *
         batch_loss(t, norm, st);
         model_backward(&t->policy, &t->batch, t->dseq);
     }
-    comm_allreduce_f32(mesh, GROUP_DP, t->policy.grads, t->policy.layout.n_params, REDUCE_SUM);
+    // Gradients summed over DP: all-reduced, or with ZeRO-1 reduce-scattered so that
+    // each DP rank holds the sum for its shard of the flat parameter vector.
+    optim_reduce_grads(&t->opt, &t->policy);
     comm_allreduce_f64(mesh, GROUP_DP, (double *)st, LOSS_STATS_NFIELDS, REDUCE_SUM);
-    *grad_norm = optim_grad_norm(&t->policy);
+    *grad_norm = optim_global_grad_norm(&t->opt, &t->policy);
     if (tf->nan_step > 0 && step_no >= tf->nan_step && step_no < tf->nan_step + tf->nan_count &&
         tf->nan_rank == mesh->world_rank)
         st->loss = NAN;  // test only
@@ -511,6 +513,10 @@ static void print_banner(const trainer_t *t) {
              cfg->reference_free ? "none (reference-free)"
              : cfg->precomputed_reference_logprobs ? "precomputed log-probs from the dataset"
                                                    : t->ref_identity);
+    if (t->opt.sharded)
+        log_info("optimizer: ZeRO-1, AdamW moments sharded over %d data-parallel ranks (%zu of %zu "
+                 "elements of this TP slab per rank)",
+                 t->mesh->dp_size, t->opt.n, lay->n_params);
 }
 
 int trainer_train(const dpo_config_t *cfg, const dpo_mesh_t *mesh) {
@@ -541,7 +547,7 @@ int trainer_train(const dpo_config_t *cfg, const dpo_mesh_t *mesh) {
         t.have_ref_model = true;
     }
     make_model(&t, &t.policy, cfg->model_name, true);
-    optim_init(&t.opt, &t.policy);
+    optim_init(&t.opt, &t.policy, cfg->zero_stage);
     t.val_ref_cache = xcalloc((size_t)(t.ds.n_val > 0 ? t.ds.n_val : 1), sizeof(double *), "cache");
     t.st.seed = cfg->seed;
     bool resumed = maybe_resume(&t);

@@ -131,7 +131,7 @@ static void test_roundtrip(int tp) {
     make_model(&a, &mesh, mc);
     fill(&a, a.params, 1, false);
     dpo_optim_t oa, ob;
-    optim_init(&oa, &a);
+    optim_init(&oa, &a, 0);
     fill(&a, oa.m, 2, false);
     fill(&a, oa.v, 3, true);
     oa.t = 4242;
@@ -148,7 +148,7 @@ static void test_roundtrip(int tp) {
     CHECK(!file_exists(tmp));
 
     make_model(&b, &mesh, mc);
-    optim_init(&ob, &b);
+    optim_init(&ob, &b, 0);
     CHECK(ckpt_load_model(path, &b, err, sizeof err) == 0);
     CHECK(ckpt_load_optim(path, &b, &ob, err, sizeof err) == 0);
     CHECK(compare(&b, b.params, 1, false, "params") == 0);
@@ -205,7 +205,7 @@ static void test_cross_layout(int tp_save, int tp_load) {
         make_model(&a, &ms, mc);
         fill(&a, a.params, 10 + tied, false);
         dpo_optim_t oa, ob;
-        optim_init(&oa, &a);
+        optim_init(&oa, &a, 0);
         fill(&a, oa.m, 20, false);
         fill(&a, oa.v, 30, true);
         oa.t = 7;
@@ -214,7 +214,7 @@ static void test_cross_layout(int tp_save, int tp_load) {
         char path[256];
         snprintf(path, sizeof path, "%s/step_%08d.h5", dir, 100 + tied);
         make_model(&b, &ml, mc);
-        optim_init(&ob, &b);
+        optim_init(&ob, &b, 0);
         int r1 = ckpt_load_model(path, &b, err, sizeof err);
         CHECK(r1 == 0);
         if (r1) fprintf(stderr, "load: %s\n", err);

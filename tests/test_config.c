@@ -160,6 +160,7 @@ static const char *ALL_KEYS =
     "  logprob_chunk_size = 128;\n"
     "  max_grad_norm = 0.5;\n"
     "  tensor_parallel_size = 2;\n"
+    "  zero_stage = 0;\n"
     "  optimizer = {\n"
     "    lr = 2e-5;\n"
     "    weight_decay = 0.01;\n"
@@ -214,7 +215,7 @@ static void test_defaults(void) {
     CHECK(d.model.vocab_size == 258 && d.model.hidden_size == 64);
     CHECK(d.model.num_hidden_layers == 2 && d.model.num_attention_heads == 4);
     CHECK(d.model.num_key_value_heads == 2 && d.model.head_dim == 0);
-    CHECK(d.model.intermediate_size == 176);
+    CHECK(d.model.intermediate_size == 176 && d.zero_stage == 1);
     CHECK(d.train_global_batch_size == 32 && d.train_micro_batch_size == 4);
     CHECK(d.lr == 5e-6f && d.beta1 == 0.9f && d.beta2 == 0.98f && d.weight_decay == 0.1f);
     CHECK(d.beta == 0.1f && d.n_loss_types == 1 && d.loss_type[0] == LOSS_SIGMOID);
@@ -254,7 +255,7 @@ static void check_all_keys(const dpo_config_t *c) {
     CHECK(m->attention_bias && m->qk_norm && m->tie_word_embeddings);
     CHECK(c->train_global_batch_size == 64 && c->train_micro_batch_size == 8);
     CHECK(c->max_total_sequence_length == 1024 && c->logprob_chunk_size == 128);
-    CHECK(c->max_grad_norm == 0.5f && c->tensor_parallel_size == 2);
+    CHECK(c->max_grad_norm == 0.5f && c->tensor_parallel_size == 2 && c->zero_stage == 0);
     CHECK(c->lr == 2e-5f && c->weight_decay == 0.01f && c->adam_eps == 1e-6f);
     CHECK(c->beta1 == 0.8f && c->beta2 == 0.95f);
     CHECK(c->sched_type == SCHED_COSINE && c->warmup_steps == 10 && c->min_lr_ratio == 0.1f);
@@ -448,6 +449,8 @@ static void test_errors(void) {
     EXPECT_ERROR("policy = { optimizer = { kwargs = { lr = 1.0; }; }; };\n", 0, NULL,
                  "policy.optimizer.kwargs", "did you mean 'policy.optimizer'");
     EXPECT_ERROR("policy = 3;\n", 0, NULL, "policy", "expects a group", ".cfg:1:");
+    const char *oz[] = {"policy.zero_stage=2"};
+    EXPECT_ERROR(MINIMAL, 1, oz, "policy.zero_stage", "must be 0");
     const char *o1[] = {"policy.optimizer.lrr=1"};
     EXPECT_ERROR(MINIMAL, 1, o1, "override 'policy.optimizer.lrr=1'", "unknown key",
                  "policy.optimizer.lrr", "did you mean 'policy.optimizer.lr'");

@@ -266,8 +266,8 @@ static void check_tensor_parallel(int tp_size, dpo_model_config_t cfg, const cha
     oc.weight_decay = 0.1f;
     oc.max_grad_norm = (float)(nf * 0.5);
     dpo_optim_t of, op;
-    optim_init(&of, &full);
-    optim_init(&op, &part);
+    optim_init(&of, &full, 0);
+    optim_init(&op, &part, 0);
     optim_step(&of, &full, &oc, 1e-2f, nf);
     optim_step(&op, &part, &oc, 1e-2f, np);
     for (int i = 0; i < part.layout.n_tensors; i++) {

@@ -6,6 +6,8 @@
 // gradient norm again at tensor_parallel_size 2, where replicated tensors must be
 // counted once and sharded ones summed over the TP group (the test fills every
 // tensor from its full logical coordinates, so the expected norm is layout-free).
+// ZeRO-1 (sharded moments) against the replicated optimizer at DP = ranks, and at
+// TP 2 x DP 2 on four ranks.
 #include <math.h>
 #include <mpi.h>
 #include <stdio.h>
@@ -189,7 +191,7 @@ static void test_adamw_and_clipping(const dpo_mesh_t *mesh) {
     const float lr1 = 1e-2f, lr2 = 5e-3f;
 
     dpo_optim_t opt;
-    optim_init(&opt, &model);
+    optim_init(&opt, &model, 0);
     CHECK(opt.n == n && opt.t == 0);
     {
         // moments start at zero
@@ -371,6 +373,89 @@ static void test_grad_norm_tp(const dpo_mesh_t *mesh) {
     model_free(&model);
 }
 
+// ---- ZeRO-1 against the replicated optimizer ----
+
+// Two steps (with clipping) on the same per-rank gradients: reduce-scatter + shard
+// norm + shard AdamW + all-gather gives the parameters of all-reduce + full AdamW to
+// the bit, the same global norm (up to the order of double additions), and each
+// shard's moments equal the matching slice of the full moments. The mesh is
+// TP = tp x DP = world / tp, so that the shard norm's TP rule is exercised too.
+static void test_zero1(const dpo_mesh_t *mesh) {
+    const dpo_backend_t *be = backend_cpu();
+    dpo_model_config_t mc = tiny_config();
+    dpo_model_t full, part;
+    char err[256] = "";
+    if (model_init(&full, be, mesh, &mc, true, 32, 16, err, sizeof err) != 0 ||
+        model_init(&part, be, mesh, &mc, true, 32, 16, err, sizeof err) != 0) {
+        test_fail(__FILE__, __LINE__, "model_init: %s", err);
+        return;
+    }
+    const size_t n = full.layout.n_params;
+    CHECK(full.n_alloc % (size_t)mesh->dp_size == 0 && full.n_alloc >= n);
+    float *hp = calloc(full.n_alloc, sizeof(float)), *hg = calloc(full.n_alloc, sizeof(float));
+    float *a = calloc(full.n_alloc, sizeof(float)), *b = calloc(full.n_alloc, sizeof(float));
+    fill_host(hp, n, 21 + (unsigned)mesh->tp_rank, -1.0f, 1.0f);
+    be->to_device(full.params, hp, n * sizeof(float));
+    be->to_device(part.params, hp, n * sizeof(float));
+
+    dpo_config_t c;
+    memset(&c, 0, sizeof c);
+    c.beta1 = 0.9f;
+    c.beta2 = 0.95f;
+    c.adam_eps = 1e-8f;
+    c.weight_decay = 0.25f;
+    c.max_grad_norm = 0.5f;  // below the norm: clipping applies
+    dpo_optim_t of, op;
+    optim_init(&of, &full, 1);  // replicated: zero_stage 1 but asked for 0 below
+    optim_free(&of, &full);
+    optim_init(&of, &full, 0);
+    optim_init(&op, &part, 1);
+    CHECK(!of.sharded && op.sharded == (mesh->dp_size > 1));
+    if (op.sharded) {
+        CHECK(op.n * (size_t)mesh->dp_size == part.n_alloc);
+        CHECK(op.off == (size_t)mesh->dp_rank * op.n);
+    }
+    for (int step = 0; step < 2; step++) {
+        // every DP rank its own gradients; the same on the TP ranks of replicated tensors.
+        // Multiples of 1/64: the sums over DP are exact in any order, so the two paths
+        // (all-reduce, reduce-scatter) see the same summed gradients at any DP size.
+        fill_host(hg, n, 100 + 7 * (unsigned)step + 31 * (unsigned)mesh->dp_rank, -1.0f, 1.0f);
+        for (size_t j = 0; j < n; j++) hg[j] = roundf(hg[j] * 64.0f) / 64.0f;
+        for (int i = 0; i < full.layout.n_tensors; i++) {
+            const dpo_tensor_t *t = &full.layout.tensors[i];
+            if (t->shard != SHARD_NONE)
+                for (size_t j = 0; j < t->numel; j++) hg[t->offset + j] *= (float)(1 + mesh->tp_rank);
+        }
+        be->to_device(full.grads, hg, n * sizeof(float));
+        be->to_device(part.grads, hg, n * sizeof(float));
+        optim_reduce_grads(&of, &full);
+        optim_reduce_grads(&op, &part);
+        double nf = optim_global_grad_norm(&of, &full), np = optim_global_grad_norm(&op, &part);
+        CHECK_CLOSE(np, nf, 1e-12, 0.0);
+        CHECK(nf > 0.5);
+        optim_step(&of, &full, &c, 1e-2f, nf);
+        optim_step(&op, &part, &c, 1e-2f, np);
+        be->to_host(a, full.params, n * sizeof(float));
+        be->to_host(b, part.params, n * sizeof(float));
+        CHECK(memcmp(a, b, n * sizeof(float)) == 0);
+        // the shard's moments are the slice [off, off + n) of the full ones
+        for (int k = 0; k < 2; k++) {
+            be->to_host(a, k ? of.v : of.m, n * sizeof(float));
+            be->to_host(b, k ? op.v : op.m, op.n * sizeof(float));
+            size_t cnt = op.off < n ? (op.off + op.n < n ? op.n : n - op.off) : 0;
+            CHECK(cnt == 0 || memcmp(a + op.off, b, cnt * sizeof(float)) == 0);
+        }
+    }
+    optim_free(&of, &full);
+    optim_free(&op, &part);
+    model_free(&full);
+    model_free(&part);
+    free(hp);
+    free(hg);
+    free(a);
+    free(b);
+}
+
 int main(int argc, char **argv) {
     MPI_Init(&argc, &argv);
     int world;
@@ -382,12 +467,22 @@ int main(int argc, char **argv) {
         mesh_init_self(&mesh);
         test_adamw_and_clipping(&mesh);
         test_grad_norm_tp(&mesh);
+        test_zero1(&mesh);  // one DP rank: nothing sharded, same results
         mesh_free(&mesh);
     } else {
         dpo_mesh_t mesh;
         mesh_init(&mesh, world);  // all ranks in one TP group
         test_grad_norm_tp(&mesh);
         mesh_free(&mesh);
+        // ZeRO-1 at DP = world (TP 1) and, with 4 ranks, at TP 2 x DP 2
+        mesh_init(&mesh, 1);
+        test_zero1(&mesh);
+        mesh_free(&mesh);
+        if (world % 2 == 0 && world > 2) {
+            mesh_init(&mesh, 2);
+            test_zero1(&mesh);
+            mesh_free(&mesh);
+        }
     }
 
     int rc = test_finish("test_optim");

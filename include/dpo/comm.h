@@ -18,7 +18,8 @@ void comm_allreduce_f32(const dpo_mesh_t *m, comm_group_t g, float *buf, size_t 
 void comm_allreduce_f64(const dpo_mesh_t *m, comm_group_t g, double *buf, size_t n,
                         comm_reduce_t op);
 void comm_broadcast(const dpo_mesh_t *m, comm_group_t g, void *buf, size_t bytes, int root);
-// recv (n * group size) = concatenation of every rank's send (n).
+// recv (n * group size) = concatenation of every rank's send (n). In place when
+// send is this rank's block of recv (send == recv + group rank * n).
 void comm_allgather_f32(const dpo_mesh_t *m, comm_group_t g, const float *send, float *recv,
                         size_t n);
 // recv (n) = sum over ranks of send[rank * n : (rank+1) * n].

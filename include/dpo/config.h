@@ -52,6 +52,7 @@ typedef struct {
     int logprob_chunk_size;          // tokens per chunk of logits (bounds memory)
     float max_grad_norm;             // 0 = no clipping
     int tensor_parallel_size;
+    int zero_stage;                  // 0: replicated optimizer; 1: moments sharded over DP
     float lr;
     float weight_decay;
     float beta1, beta2;

@@ -84,8 +84,11 @@ typedef struct {
     const dpo_backend_t *be;
     const dpo_mesh_t *mesh;
     dpo_layout_t layout;
-    float *params;       // (n_params) device
-    float *grads;        // (n_params) device; NULL for a frozen model
+    float *params;       // (n_alloc) device
+    float *grads;        // (n_alloc) device; NULL for a frozen model
+    // layout.n_params rounded up to a multiple of the data-parallel size, so that the
+    // flat vector splits into equal ZeRO shards; the padding stays zero.
+    size_t n_alloc;
     int max_tokens;      // packed tokens per micro-batch this model was sized for
     int chunk;           // rows of logits per log-prob chunk
     dpo_model_acts_t *acts;
