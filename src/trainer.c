@@ -20,6 +20,7 @@
 #include "dpo/comm.h"
 #include "dpo/dataset.h"
 #include "dpo/error.h"
+#include "dpo/hf_model.h"
 #include "dpo/loss.h"
 #include "dpo/metrics.h"
 #include "dpo/model.h"
@@ -114,7 +115,8 @@ static void fatal_unless_all_ok(const dpo_mesh_t *mesh, bool ok, const char *wha
     dpo_fatal("%s: failed on another rank", what);
 }
 
-// The architecture the run trains: from policy.model_name's checkpoint, or the config.
+// The architecture the run trains: from policy.model_name's checkpoint or Hugging Face
+// folder, or the config.
 static void resolve_model_config(const dpo_config_t *cfg, const dpo_mesh_t *mesh,
                                  const char *path, dpo_model_config_t *mc) {
     char err[ERR_LEN] = "";
@@ -122,7 +124,8 @@ static void resolve_model_config(const dpo_config_t *cfg, const dpo_mesh_t *mesh
         *mc = cfg->model;
         return;
     }
-    bool ok = ckpt_read_model_config(path, mc, err, sizeof err) == 0;
+    bool ok = (hf_is_model_dir(path) ? hf_read_config(path, mc, err, sizeof err)
+                                     : ckpt_read_model_config(path, mc, err, sizeof err)) == 0;
     fatal_unless_all_ok(mesh, ok, "policy.model_name / dpo.reference_model", err);
 }
 
@@ -131,6 +134,9 @@ static void model_load_initial(dpo_model_t *m, const char *path, uint64_t seed) 
     char err[ERR_LEN];
     if (path[0] == '\0') {
         model_init_random(m, seed);
+    } else if (hf_is_model_dir(path)) {  // each rank reads its own slabs
+        bool ok = hf_load_model(path, m, err, sizeof err) == 0;
+        fatal_unless_all_ok(m->mesh, ok, "policy.model_name / dpo.reference_model", err);
     } else if (ckpt_load_model(path, m, err, sizeof err) != 0) {
         dpo_fatal("%s", err);
     }
@@ -166,10 +172,10 @@ static int check_sequence_lengths(const trainer_t *t) {
 
 static void describe_reference(trainer_t *t) {
     const dpo_config_t *cfg = t->cfg;
-    if (cfg->reference_model[0])
-        snprintf(t->ref_identity, sizeof t->ref_identity, "checkpoint:%s", cfg->reference_model);
-    else if (cfg->model_name[0])
-        snprintf(t->ref_identity, sizeof t->ref_identity, "checkpoint:%s", cfg->model_name);
+    const char *src = cfg->reference_model[0] ? cfg->reference_model : cfg->model_name;
+    if (src[0])
+        snprintf(t->ref_identity, sizeof t->ref_identity, "%s:%s",
+                 hf_is_model_dir(src) ? "hf" : "checkpoint", src);
     else
         snprintf(t->ref_identity, sizeof t->ref_identity,
                  "random-init:seed=%llu,hidden=%d,layers=%d,heads=%d/%d,ffn=%d,vocab=%d,std=%g",
