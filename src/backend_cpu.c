@@ -312,6 +312,31 @@ static void cpu_attention_fwd(float *out, float *lse, const float *q, const floa
     }
 }
 
+// Tasks are (query row, head) pairs, each with its own scratch row; every row runs
+// attn_row_fwd as the full forward does, so cached and full results agree bit for bit.
+static void cpu_attention_cached(float *out, const float *q, const float *k, const float *v,
+                                 int n, int past, int H, int Hkv, int D) {
+    check_gqa(H, Hkv);
+    int G = H / Hkv, L = past + n;
+    float scale = 1.0f / sqrtf((float)D);
+    size_t qs = (size_t)H * D, kvs = (size_t)Hkv * D;
+#pragma omp parallel if ((long)L * H * D >= PAR_MIN / 8)
+    {
+        float *p = malloc((size_t)(L > 0 ? L : 1) * sizeof(float));
+        if (!p) dpo_fatal("backend cpu: out of memory in attention_cached");
+#pragma omp for collapse(2) schedule(dynamic, 1)
+        for (int i = 0; i < n; i++) {
+            for (int h = 0; h < H; h++) {
+                size_t t = (size_t)i;
+                (void)attn_row_fwd(out + t * qs + (size_t)h * D, p, q + t * qs + (size_t)h * D,
+                                   k + (size_t)(h / G) * D, v + (size_t)(h / G) * D, past + i,
+                                   kvs, D, scale);
+            }
+        }
+        free(p);
+    }
+}
+
 // Backward of one query row against keys 0..i, flash-attention style:
 // P = exp(S - lse), dP = dout . v, dS = P * (dP - delta) with delta = dout . out;
 // dq = scale * dS @ K, dk += scale * dS^T q, dv += P^T dout.
@@ -478,6 +503,7 @@ static const dpo_backend_t g_cpu = {
     .rope_bwd = cpu_rope_bwd,
     .attention_fwd = cpu_attention_fwd,
     .attention_bwd = cpu_attention_bwd,
+    .attention_cached = cpu_attention_cached,
     .swiglu_fwd = cpu_swiglu_fwd,
     .swiglu_bwd = cpu_swiglu_bwd,
     .gather_rows = cpu_gather_rows,

@@ -71,6 +71,10 @@ static const cfg_key_t KEYS[] = {
     KB("policy.model.qk_norm", model.qk_norm),
     KB("policy.model.tie_word_embeddings", model.tie_word_embeddings),
     KF("policy.model.initializer_range", model.initializer_range),
+    KI("policy.generation.max_new_tokens", gen_max_new_tokens),
+    KF("policy.generation.temperature", gen_temperature),
+    KF("policy.generation.top_p", gen_top_p),
+    KI("policy.generation.top_k", gen_top_k),
     KI("policy.train_global_batch_size", train_global_batch_size),
     KI("policy.train_micro_batch_size", train_micro_batch_size),
     KI("policy.max_total_sequence_length", max_total_sequence_length),
@@ -187,6 +191,10 @@ void config_defaults(dpo_config_t *cfg) {
     cfg->train_micro_batch_size = 4;
     cfg->max_total_sequence_length = 512;
     cfg->logprob_chunk_size = 256;
+    cfg->gen_max_new_tokens = 16;
+    cfg->gen_temperature = 0.0f;
+    cfg->gen_top_p = 1.0f;
+    cfg->gen_top_k = 0;
     cfg->max_grad_norm = 1.0f;
     cfg->tensor_parallel_size = 1;
     cfg->zero_stage = 1;
@@ -1076,6 +1084,12 @@ static int validate_impl(const dpo_config_t *c, verr_t *v) {
         "must be >= 2 (a prompt token and a completion token), got %d",
         c->max_total_sequence_length);
     POS_INT("policy.logprob_chunk_size", c->logprob_chunk_size);
+    POS_INT("policy.generation.max_new_tokens", c->gen_max_new_tokens);
+    NONNEG_FLOAT("policy.generation.temperature", c->gen_temperature);
+    REQ(c->gen_top_p > 0.0f && c->gen_top_p <= 1.0f, "policy.generation.top_p",
+        "must lie in (0, 1], got %g", (double)c->gen_top_p);
+    REQ(c->gen_top_k >= 0, "policy.generation.top_k", "must be >= 0 (0 = off), got %d",
+        c->gen_top_k);
     NONNEG_FLOAT("policy.max_grad_norm", c->max_grad_norm);
     POS_INT("policy.tensor_parallel_size", c->tensor_parallel_size);
     REQ(c->zero_stage == 0 || c->zero_stage == 1, "policy.zero_stage",

@@ -2,12 +2,14 @@
 // device:  mpirun -np N dpo_hpc input.cfg [section.key=value ...]
 #include <mpi.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "dpo/backend.h"
 #include "dpo/config.h"
 #include "dpo/error.h"
+#include "dpo/generate.h"
 #include "dpo/mesh.h"
 #include "dpo/trainer.h"
 
@@ -16,12 +18,19 @@
 static void usage(FILE *f) {
     fprintf(f,
             "usage: dpo_hpc [--precompute-reference] CONFIG.cfg [section.key=value ...]\n"
+            "       dpo_hpc --generate PROMPTS.jsonl --output OUT.jsonl [--tokenizer DIR]\n"
+            "               [--eos ID[,ID...]] CONFIG.cfg [section.key=value ...]\n"
             "\n"
             "Trains a Llama-family model with DPO as CONFIG.cfg describes; each override\n"
             "replaces one key, in order (e.g. dpo.max_num_steps=100 policy.optimizer.lr=1e-5).\n"
             "  --precompute-reference  compute the reference model's log-probs for every split\n"
             "                          of data.dataset_path once and store them in that file;\n"
             "                          then train with dpo.precomputed_reference_logprobs=true\n"
+            "  --generate IN        continue each prompt of IN ({\"prompt_ids\": [...]} or\n"
+            "                       {\"prompt\": \"text\"} per line) with policy.model_name and\n"
+            "                       the policy.generation keys; one JSON line per prompt to\n"
+            "                       --output. --tokenizer DIR for text (default: the model's\n"
+            "                       folder); --eos adds stop ids to the tokenizer's EOS\n"
             "  --help, --version\n"
             "Keys and defaults: doc/config.md.\n");
 }
@@ -42,10 +51,35 @@ int main(int argc, char **argv) {
     log_set_rank(rank, world);
 
     bool precompute = false;
+    const char *gen_in = NULL, *gen_out = NULL, *gen_tok = NULL;
+    int32_t eos[64];
+    int n_eos = 0;
     int argi = 1;
     for (; argi < argc && argv[argi][0] == '-' && argv[argi][1] == '-'; argi++) {
         if (strcmp(argv[argi], "--precompute-reference") == 0) {
             precompute = true;
+        } else if ((strcmp(argv[argi], "--generate") == 0 || strcmp(argv[argi], "--output") == 0 ||
+                    strcmp(argv[argi], "--tokenizer") == 0 || strcmp(argv[argi], "--eos") == 0) &&
+                   argi + 1 < argc) {
+            const char *opt = argv[argi], *val = argv[++argi];
+            if (strcmp(opt, "--generate") == 0) gen_in = val;
+            else if (strcmp(opt, "--output") == 0) gen_out = val;
+            else if (strcmp(opt, "--tokenizer") == 0) gen_tok = val;
+            else {
+                const char *p = val;
+                while (*p) {
+                    char *end;
+                    long id = strtol(p, &end, 10);
+                    if (end == p || id < 0 || id > INT32_MAX || n_eos == 64 ||
+                        (*end != ',' && *end != '\0')) {
+                        if (rank == 0) fprintf(stderr, "dpo_hpc: --eos: bad id list '%s'\n", val);
+                        MPI_Finalize();
+                        return 2;
+                    }
+                    eos[n_eos++] = (int32_t)id;
+                    p = *end == ',' ? end + 1 : end;
+                }
+            }
         } else if (strcmp(argv[argi], "--help") == 0) {
             if (rank == 0) usage(stdout);
             MPI_Finalize();
@@ -62,6 +96,16 @@ int main(int argc, char **argv) {
             MPI_Finalize();
             return 2;
         }
+    }
+    if ((gen_in != NULL) != (gen_out != NULL) || (precompute && gen_in) ||
+        (!gen_in && (gen_tok || n_eos))) {
+        if (rank == 0) {
+            fprintf(stderr, "dpo_hpc: --generate needs --output (and --tokenizer / --eos need "
+                            "--generate; not with --precompute-reference)\n");
+            usage(stderr);
+        }
+        MPI_Finalize();
+        return 2;
     }
     if (argi >= argc) {
         if (rank == 0) usage(stderr);
@@ -94,7 +138,9 @@ int main(int argc, char **argv) {
         fflush(stdout);
     }
 
-    int rc = precompute ? trainer_precompute_reference(&cfg, &mesh) : trainer_train(&cfg, &mesh);
+    int rc = gen_in ? generate_main(&cfg, &mesh, gen_in, gen_out, gen_tok, eos, n_eos)
+             : precompute ? trainer_precompute_reference(&cfg, &mesh)
+                          : trainer_train(&cfg, &mesh);
     mesh_free(&mesh);
     MPI_Finalize();
     return rc;

@@ -464,36 +464,52 @@ static void upload_batch(dpo_model_t *m, const dpo_batch_t *b) {
     be->to_device(a->targets, b->scored_targets, (size_t)b->n_scored * sizeof(int32_t));
 }
 
-static void layer_forward(dpo_model_t *m, int l, const dpo_batch_t *b, layer_acts_t *s) {
+// The first half of a layer for T tokens at positions pos (device): input norm,
+// q/k/v projections (+bias, +QK-norm) and RoPE. q lands in s->q, k and v in kout /
+// vout (s->k / s->v for the full forward, rows of a KV cache for generation).
+static void layer_qkv(dpo_model_t *m, int l, int T, const int32_t *pos, layer_acts_t *s,
+                      float *kout, float *vout) {
     const dpo_backend_t *be = m->be;
     const dpo_layout_t *lay = &m->layout;
     const dpo_layer_tensors_t *lt = &lay->layers[l];
     dpo_model_acts_t *a = m->acts;
-    int T = b->n_tokens, C = lay->cfg.hidden_size, D = lay->head_dim;
-    int Hl = lay->n_heads_local, Kl = lay->n_kv_heads_local, Fl = lay->ffn_local;
+    int C = lay->cfg.hidden_size, D = lay->head_dim;
+    int Hl = lay->n_heads_local, Kl = lay->n_kv_heads_local;
     float eps = lay->cfg.rms_norm_eps;
 
     be->copy(s->x_in, a->x, (size_t)T * C * sizeof(float));
     be->rmsnorm_fwd(s->xn, s->rstd1, a->x, P(m, lt->attn_norm), T, C, eps);
     // Column-parallel q/k/v (f operator: identity in the forward).
     float *qd = lay->cfg.qk_norm ? s->q_pre : s->q;
-    float *kd = lay->cfg.qk_norm ? s->k_pre : s->k;
+    float *kd = lay->cfg.qk_norm ? s->k_pre : kout;
     linear_fwd(be, qd, s->xn, P(m, lt->q), T, Hl * D, C);
     linear_fwd(be, kd, s->xn, P(m, lt->k), T, Kl * D, C);
-    linear_fwd(be, s->v, s->xn, P(m, lt->v), T, Kl * D, C);
+    linear_fwd(be, vout, s->xn, P(m, lt->v), T, Kl * D, C);
     if (lt->q_bias >= 0) {
         be->bias_add(qd, P(m, lt->q_bias), T, Hl * D);
         be->bias_add(kd, P(m, lt->k_bias), T, Kl * D);
-        be->bias_add(s->v, P(m, lt->v_bias), T, Kl * D);
+        be->bias_add(vout, P(m, lt->v_bias), T, Kl * D);
     }
     if (lay->cfg.qk_norm) {
         // Qwen3: RMSNorm over each head's D values, before RoPE.
         be->rmsnorm_fwd(s->q, s->rstd_q, s->q_pre, P(m, lt->q_norm), T * Hl, D, eps);
-        be->rmsnorm_fwd(s->k, s->rstd_k, s->k_pre, P(m, lt->k_norm), T * Kl, D, eps);
+        be->rmsnorm_fwd(kout, s->rstd_k, s->k_pre, P(m, lt->k_norm), T * Kl, D, eps);
     }
-    be->rope_fwd(s->q, a->pos, T, Hl, D, lay->cfg.rope_theta);
-    be->rope_fwd(s->k, a->pos, T, Kl, D, lay->cfg.rope_theta);
-    be->attention_fwd(s->att, s->lse, s->q, s->k, s->v, a->cu_seqlens, b->n_seq, T, Hl, Kl, D);
+    be->rope_fwd(s->q, pos, T, Hl, D, lay->cfg.rope_theta);
+    be->rope_fwd(kout, pos, T, Kl, D, lay->cfg.rope_theta);
+}
+
+// The second half of a layer, from the attention output s->att: o_proj + residual,
+// then the SwiGLU MLP + residual, on a->x.
+static void layer_out(dpo_model_t *m, int l, int T, layer_acts_t *s) {
+    const dpo_backend_t *be = m->be;
+    const dpo_layout_t *lay = &m->layout;
+    const dpo_layer_tensors_t *lt = &lay->layers[l];
+    dpo_model_acts_t *a = m->acts;
+    int C = lay->cfg.hidden_size, D = lay->head_dim;
+    int Hl = lay->n_heads_local, Fl = lay->ffn_local;
+    float eps = lay->cfg.rms_norm_eps;
+
     // Row-parallel o_proj, then the g operator (all-reduce of partial sums).
     linear_fwd(be, a->tmp, s->att, P(m, lt->o), T, C, Hl * D);
     comm_allreduce_f32(m->mesh, GROUP_TP, a->tmp, (size_t)T * C, REDUCE_SUM);
@@ -507,6 +523,15 @@ static void layer_forward(dpo_model_t *m, int l, const dpo_batch_t *b, layer_act
     linear_fwd(be, a->tmp, s->h, P(m, lt->down), T, C, Fl);
     comm_allreduce_f32(m->mesh, GROUP_TP, a->tmp, (size_t)T * C, REDUCE_SUM);
     be->add_inplace(a->x, a->tmp, (size_t)T * C);
+}
+
+static void layer_forward(dpo_model_t *m, int l, const dpo_batch_t *b, layer_acts_t *s) {
+    const dpo_layout_t *lay = &m->layout;
+    int T = b->n_tokens;
+    layer_qkv(m, l, T, m->acts->pos, s, s->k, s->v);
+    m->be->attention_fwd(s->att, s->lse, s->q, s->k, s->v, m->acts->cu_seqlens, b->n_seq, T,
+                         lay->n_heads_local, lay->n_kv_heads_local, lay->head_dim);
+    layer_out(m, l, T, s);
 }
 
 // Vocabulary-parallel log-probs of the scored rows, chunk by chunk: per chunk the
@@ -709,4 +734,84 @@ void model_backward(dpo_model_t *m, const dpo_batch_t *b, const double *dseq) {
     }
     be->embedding_bwd(G(m, lay->embed), a->tokens, a->dx, T, C, lay->vocab_start,
                       lay->vocab_local);
+}
+
+// ---------------------------------------------------------------------------
+// KV cache and incremental forward (generation)
+// ---------------------------------------------------------------------------
+
+int kv_cache_init(dpo_kv_cache_t *c, const dpo_model_t *m, int capacity, char *err,
+                  size_t err_len) {
+    memset(c, 0, sizeof *c);
+    if (capacity <= 0) {
+        snprintf(err, err_len, "KV cache capacity must be positive, got %d", capacity);
+        return -1;
+    }
+    const dpo_layout_t *lay = &m->layout;
+    c->n_layers = lay->cfg.num_hidden_layers;
+    c->capacity = capacity;
+    c->kv_dim = lay->n_kv_heads_local * lay->head_dim;
+    c->k = xcalloc((size_t)c->n_layers, sizeof(float *), "KV cache");
+    c->v = xcalloc((size_t)c->n_layers, sizeof(float *), "KV cache");
+    for (int l = 0; l < c->n_layers; l++) {
+        c->k[l] = dalloc(m->be, (size_t)capacity * c->kv_dim);
+        c->v[l] = dalloc(m->be, (size_t)capacity * c->kv_dim);
+    }
+    c->be = m->be;
+    return 0;
+}
+
+void kv_cache_free(dpo_kv_cache_t *c) {
+    if (!c->be) return;
+    for (int l = 0; l < c->n_layers; l++) {
+        c->be->free(c->k[l]);
+        c->be->free(c->v[l]);
+    }
+    free(c->k);
+    free(c->v);
+    memset(c, 0, sizeof *c);
+}
+
+void model_forward_cached(dpo_model_t *m, dpo_kv_cache_t *c, const int32_t *tokens, int n,
+                          int n_logits, float *logits) {
+    const dpo_backend_t *be = m->be;
+    const dpo_layout_t *lay = &m->layout;
+    dpo_model_acts_t *a = m->acts;
+    int C = lay->cfg.hidden_size, Vl = lay->vocab_local, past = c->len;
+    if (n <= 0 || n > m->max_tokens)
+        dpo_fatal("model_forward_cached: %d tokens, the model was sized for 1..%d", n,
+                  m->max_tokens);
+    if (past + n > c->capacity)
+        dpo_fatal("model_forward_cached: %d cached + %d new positions exceed the cache's %d",
+                  past, n, c->capacity);
+    if (n_logits < 0 || n_logits > n)
+        dpo_fatal("model_forward_cached: n_logits %d outside 0..%d", n_logits, n);
+    int32_t *pos = xmalloc((size_t)n * sizeof(int32_t), "positions");
+    for (int i = 0; i < n; i++) pos[i] = past + i;
+    be->to_device(a->tokens, tokens, (size_t)n * sizeof(int32_t));
+    be->to_device(a->pos, pos, (size_t)n * sizeof(int32_t));
+    free(pos);
+    be->embedding_fwd(a->x, a->tokens, P(m, lay->embed), n, C, lay->vocab_start, lay->vocab_local);
+    comm_allreduce_f32(m->mesh, GROUP_TP, a->x, (size_t)n * C, REDUCE_SUM);
+    size_t kvd = (size_t)c->kv_dim;
+    for (int l = 0; l < lay->cfg.num_hidden_layers; l++) {
+        layer_acts_t *s = &a->layer[0];
+        layer_qkv(m, l, n, a->pos, s, c->k[l] + (size_t)past * kvd, c->v[l] + (size_t)past * kvd);
+        be->attention_cached(s->att, s->q, c->k[l], c->v[l], n, past, lay->n_heads_local,
+                             lay->n_kv_heads_local, lay->head_dim);
+        layer_out(m, l, n, s);
+    }
+    c->len = past + n;
+    if (n_logits == 0) return;
+    // Final norm of the last n_logits rows only, then this rank's vocabulary slab of
+    // their logits, chunk by chunk through a->logits.
+    const float *xl = a->x + (size_t)(n - n_logits) * C;
+    be->rmsnorm_fwd(a->xf, a->rstd_f, xl, P(m, lay->final_norm), n_logits, C,
+                    lay->cfg.rms_norm_eps);
+    const float *W = P(m, lay->lm_head);
+    for (int r0 = 0; r0 < n_logits; r0 += m->chunk) {
+        int k = n_logits - r0 < m->chunk ? n_logits - r0 : m->chunk;
+        linear_fwd(be, a->logits, a->xf + (size_t)r0 * C, W, k, Vl, C);
+        be->to_host(logits + (size_t)r0 * Vl, a->logits, (size_t)k * Vl * sizeof(float));
+    }
 }

@@ -154,6 +154,7 @@ static const char *ALL_KEYS =
     "    tie_word_embeddings = true;\n"
     "    initializer_range = 0.01;\n"
     "  };\n"
+    "  generation = { max_new_tokens = 40; temperature = 0.7; top_p = 0.95; top_k = 20; };\n"
     "  train_global_batch_size = 64;\n"
     "  train_micro_batch_size = 8;\n"
     "  max_total_sequence_length = 1024;\n"
@@ -253,6 +254,8 @@ static void check_all_keys(const dpo_config_t *c) {
     CHECK(m->intermediate_size == 256 && m->rope_theta == 500000.0f);
     CHECK(m->rms_norm_eps == 1e-6f && m->initializer_range == 0.01f);
     CHECK(m->attention_bias && m->qk_norm && m->tie_word_embeddings);
+    CHECK(c->gen_max_new_tokens == 40 && c->gen_temperature == 0.7f && c->gen_top_p == 0.95f &&
+          c->gen_top_k == 20);
     CHECK(c->train_global_batch_size == 64 && c->train_micro_batch_size == 8);
     CHECK(c->max_total_sequence_length == 1024 && c->logprob_chunk_size == 128);
     CHECK(c->max_grad_norm == 0.5f && c->tensor_parallel_size == 2 && c->zero_stage == 0);

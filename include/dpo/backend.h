@@ -76,6 +76,13 @@ typedef struct dpo_backend {
                           const float *lse, const float *q, const float *k, const float *v,
                           const int32_t *cu_seqlens, int nseq, int T, int H, int Hkv, int D);
 
+    // Incremental (KV-cached) causal attention for one sequence: q (n,H,D) holds the
+    // queries of positions past..past+n-1, k/v (past+n,Hkv,D) the keys and values of
+    // positions 0..past+n-1; query i attends to keys 0..past+i. out (n,H,D). Each row
+    // is computed exactly as attention_fwd computes the row at the same position.
+    void (*attention_cached)(float *out, const float *q, const float *k, const float *v,
+                             int n, int past, int H, int Hkv, int D);
+
     // ---- SwiGLU MLP activation: out (n) = silu(gate) * up ----
     void (*swiglu_fwd)(float *out, const float *gate, const float *up, size_t n);
     void (*swiglu_bwd)(float *dgate, float *dup, const float *dout, const float *gate,

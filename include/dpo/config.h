@@ -60,6 +60,11 @@ typedef struct {
     dpo_sched_type_t sched_type;
     int warmup_steps;
     float min_lr_ratio;              // floor of the decay, as a fraction of lr
+    // generation (dpo_hpc --generate)
+    int gen_max_new_tokens;          // tokens generated per prompt at most
+    float gen_temperature;           // 0 = greedy
+    float gen_top_p;                 // nucleus mass in (0, 1]
+    int gen_top_k;                   // 0 = off
 
     // dpo
     int max_num_steps;               // 0 = no limit (then max_num_epochs bounds the run)

@@ -118,4 +118,31 @@ void model_forward(dpo_model_t *m, const dpo_batch_t *b, double *seq_logps,
 // Backward of sum_s dseq[s] * seq_logps[s]; accumulates into m->grads.
 void model_backward(dpo_model_t *m, const dpo_batch_t *b, const double *dseq);
 
+// ---- generation: KV cache and incremental forward ----
+
+// Per layer, this rank's keys and values (after bias, QK-norm and RoPE) of the
+// positions seen so far: (capacity, n_kv_heads_local * head_dim) each, device memory.
+typedef struct {
+    const dpo_backend_t *be;
+    int n_layers, capacity, kv_dim;
+    int len;          // positions filled; the next token goes to position len
+    float **k, **v;   // (n_layers)
+} dpo_kv_cache_t;
+
+// Sizes a cache for `capacity` positions (prompt + new tokens) of model m's layout.
+int kv_cache_init(dpo_kv_cache_t *c, const dpo_model_t *m, int capacity, char *err,
+                  size_t err_len);
+void kv_cache_free(dpo_kv_cache_t *c);
+// Empties the cache (the buffers stay) for a new sequence.
+static inline void kv_cache_reset(dpo_kv_cache_t *c) { c->len = 0; }
+
+// Runs the n tokens (host ids; 1 <= n <= max_tokens) of one sequence at positions
+// c->len .. c->len+n-1 through the model with the same ops as model_forward,
+// attending to the cached positions, and appends their K/V to the cache.
+// Collective over the TP group. When n_logits > 0, logits (host, n_logits x
+// vocab_local) receives this rank's vocabulary slab (columns vocab_start ..; columns
+// at or past vocab_size are padding) of the logits of the last n_logits positions.
+void model_forward_cached(dpo_model_t *m, dpo_kv_cache_t *c, const int32_t *tokens, int n,
+                          int n_logits, float *logits);
+
 #endif
