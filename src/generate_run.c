@@ -197,9 +197,8 @@ int generate_main(const dpo_config_t *cfg, const dpo_mesh_t *mesh, const char *i
     const char *path = cfg->model_name;
     int ok = 1;
     if (path[0] == '\0') {
-        snprintf(err, sizeof err, "policy.model_name: --generate needs a model (a checkpoint "
-                 ".h5 or a Hugging Face folder)");
-        ok = 0;
+        // No model: the random initialisation dpo_hpc trains from with the same
+        // dpo.seed (and uses as the reference), e.g. to show answers before training.
     } else if ((hf_is_model_dir(path) ? hf_read_config(path, &mc, err, sizeof err)
                                       : ckpt_read_model_config(path, &mc, err, sizeof err)) != 0) {
         ok = 0;
@@ -254,8 +253,15 @@ int generate_main(const dpo_config_t *cfg, const dpo_mesh_t *mesh, const char *i
     if (model_init(&m, be, mesh, &mc, false, max_tokens, cfg->logprob_chunk_size, err,
                    sizeof err) != 0)
         dpo_fatal_all("%s", err);
-    ok = (hf_is_model_dir(path) ? hf_load_model(path, &m, err, sizeof err)
-                                : ckpt_load_model(path, &m, err, sizeof err)) == 0;
+    if (path[0] == '\0') {
+        model_init_random(&m, cfg->seed);
+        ok = 1;
+        if (rank0) printf("generate: no policy.model_name: random initialisation from dpo.seed = %llu\n",
+                          (unsigned long long)cfg->seed);
+    } else {
+        ok = (hf_is_model_dir(path) ? hf_load_model(path, &m, err, sizeof err)
+                                    : ckpt_load_model(path, &m, err, sizeof err)) == 0;
+    }
     if (!comm_all_ok(mesh, GROUP_WORLD, ok)) dpo_fatal("policy.model_name: %s", ok ? "failed on another rank" : err);
     dpo_generator_t g;
     if (generator_init(&g, &m, longest + cfg->gen_max_new_tokens, err, sizeof err) != 0)
