@@ -19,7 +19,8 @@ static void usage(FILE *f) {
     fprintf(f,
             "usage: dpo_hpc [--precompute-reference] CONFIG.cfg [section.key=value ...]\n"
             "       dpo_hpc --generate PROMPTS.jsonl --output OUT.jsonl [--tokenizer DIR]\n"
-            "               [--eos ID[,ID...]] CONFIG.cfg [section.key=value ...]\n"
+            "               [--eos ID[,ID...]] [--samples N] [--rollouts]\n"
+            "               CONFIG.cfg [section.key=value ...]\n"
             "\n"
             "Trains a Llama-family model with DPO as CONFIG.cfg describes; each override\n"
             "replaces one key, in order (e.g. dpo.max_num_steps=100 policy.optimizer.lr=1e-5).\n"
@@ -30,7 +31,9 @@ static void usage(FILE *f) {
             "                       {\"prompt\": \"text\"} per line) with policy.model_name and\n"
             "                       the policy.generation keys; one JSON line per prompt to\n"
             "                       --output. --tokenizer DIR for text (default: the model's\n"
-            "                       folder); --eos adds stop ids to the tokenizer's EOS\n"
+            "                       folder); --eos adds stop ids to the tokenizer's EOS;\n"
+            "                       --samples N continuations per prompt; --rollouts writes\n"
+            "                       NeMo Gym rollout records (add a reward, then dpo_pairs)\n"
             "  --help, --version\n"
             "Keys and defaults: doc/config.md.\n");
 }
@@ -54,10 +57,23 @@ int main(int argc, char **argv) {
     const char *gen_in = NULL, *gen_out = NULL, *gen_tok = NULL;
     int32_t eos[64];
     int n_eos = 0;
+    int gen_samples = 1;
+    bool gen_rollouts = false;
     int argi = 1;
     for (; argi < argc && argv[argi][0] == '-' && argv[argi][1] == '-'; argi++) {
         if (strcmp(argv[argi], "--precompute-reference") == 0) {
             precompute = true;
+        } else if (strcmp(argv[argi], "--rollouts") == 0) {
+            gen_rollouts = true;
+        } else if (strcmp(argv[argi], "--samples") == 0 && argi + 1 < argc) {
+            char *end;
+            long v = strtol(argv[++argi], &end, 10);
+            if (end == argv[argi] || *end || v < 1 || v > 4096) {
+                if (rank == 0) fprintf(stderr, "dpo_hpc: --samples expects 1..4096, got '%s'\n", argv[argi]);
+                MPI_Finalize();
+                return 2;
+            }
+            gen_samples = (int)v;
         } else if ((strcmp(argv[argi], "--generate") == 0 || strcmp(argv[argi], "--output") == 0 ||
                     strcmp(argv[argi], "--tokenizer") == 0 || strcmp(argv[argi], "--eos") == 0) &&
                    argi + 1 < argc) {
@@ -98,10 +114,11 @@ int main(int argc, char **argv) {
         }
     }
     if ((gen_in != NULL) != (gen_out != NULL) || (precompute && gen_in) ||
-        (!gen_in && (gen_tok || n_eos))) {
+        (!gen_in && (gen_tok || n_eos || gen_rollouts || gen_samples != 1))) {
         if (rank == 0) {
-            fprintf(stderr, "dpo_hpc: --generate needs --output (and --tokenizer / --eos need "
-                            "--generate; not with --precompute-reference)\n");
+            fprintf(stderr, "dpo_hpc: --generate needs --output (and --tokenizer / --eos / "
+                            "--samples / --rollouts need --generate; not with "
+                            "--precompute-reference)\n");
             usage(stderr);
         }
         MPI_Finalize();
@@ -138,7 +155,10 @@ int main(int argc, char **argv) {
         fflush(stdout);
     }
 
-    int rc = gen_in ? generate_main(&cfg, &mesh, gen_in, gen_out, gen_tok, eos, n_eos)
+    gen_run_opts_t gen_opts = {.in_path = gen_in, .out_path = gen_out, .tokenizer_dir = gen_tok,
+                               .eos_ids = eos, .n_eos = n_eos, .samples = gen_samples,
+                               .rollouts = gen_rollouts};
+    int rc = gen_in ? generate_main(&cfg, &mesh, &gen_opts)
              : precompute ? trainer_precompute_reference(&cfg, &mesh)
                           : trainer_train(&cfg, &mesh);
     mesh_free(&mesh);

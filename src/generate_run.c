@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <sys/stat.h>
 
 #include "dpo/backend.h"
@@ -180,9 +181,22 @@ static int world_ok(const dpo_mesh_t *mesh, int ok, const char *err) {
     return ok;
 }
 
-int generate_main(const dpo_config_t *cfg, const dpo_mesh_t *mesh, const char *in_path,
-                  const char *out_path, const char *tokenizer_dir, const int32_t *eos_ids,
-                  int n_eos) {
+// A NeMo Gym rollout record: the prompt as the user message, the generation as the
+// assistant's output message; "reward" is left for the user's verifier.
+static json_t *rollout_json(const char *prompt, const char *text, int index, int sample,
+                            bool eos) {
+    return json_pack("{s:{s:[{s:s, s:s}]}, s:[{s:s, s:s, s:[{s:s, s:s}]}], s:i, s:i, s:s}",
+                     "responses_create_params", "input", "role", "user", "content", prompt,
+                     "output", "type", "message", "role", "assistant", "content", "type",
+                     "output_text", "text", text, "prompt_index", index, "sample", sample,
+                     "finish_reason", eos ? "eos" : "length");
+}
+
+int generate_main(const dpo_config_t *cfg, const dpo_mesh_t *mesh, const gen_run_opts_t *opt) {
+    const char *in_path = opt->in_path, *out_path = opt->out_path;
+    const char *tokenizer_dir = opt->tokenizer_dir;
+    const int32_t *eos_ids = opt->eos_ids;
+    int n_eos = opt->n_eos;
     char err[GEN_ERR] = "";
     int rank0 = mesh->world_rank == 0;
     if (mesh->dp_size != 1) {
@@ -222,6 +236,10 @@ int generate_main(const dpo_config_t *cfg, const dpo_mesh_t *mesh, const char *i
         if (ok && tok && tokenizer_eos_token(tok)) {
             int32_t e = tokenizer_token_to_id(tok, tokenizer_eos_token(tok));
             if (e >= 0) stop[n_stop++] = e;
+        }
+        if (ok && opt->rollouts && !tok) {
+            snprintf(err, sizeof err, "--rollouts writes text: it needs a tokenizer (--tokenizer DIR)");
+            ok = 0;
         }
         if (ok && read_prompts(in_path, tok, mc.vocab_size, &pr, err, sizeof err) != 0) ok = 0;
     }
@@ -272,8 +290,9 @@ int generate_main(const dpo_config_t *cfg, const dpo_mesh_t *mesh, const char *i
                            .top_k = cfg->gen_top_k,
                            .eos_ids = stop,
                            .n_eos = n_stop};
-    log_info("generate: %d prompt(s) from %s, max_new_tokens %d, %s", n, in_path,
-             gp.max_new_tokens, gp.temperature > 0.0f ? "sampling" : "greedy");
+    log_info("generate: %d prompt(s) x %d sample(s) from %s, max_new_tokens %d, %s%s", n,
+             opt->samples, in_path, gp.max_new_tokens,
+             gp.temperature > 0.0f ? "sampling" : "greedy", opt->rollouts ? ", rollout records" : "");
 
     char tmp[DPO_PATH_MAX + 16];
     snprintf(tmp, sizeof tmp, "%s.tmp", out_path);
@@ -283,34 +302,53 @@ int generate_main(const dpo_config_t *cfg, const dpo_mesh_t *mesh, const char *i
         snprintf(err, sizeof err, "%s: cannot create", tmp);
         ok = 0;
     }
+    ok = world_ok(mesh, ok, err);  // every rank must take part in every forward, or none
+    bool write_ok = true;          // rank 0's records (a failure stops nothing mid-way)
     int32_t *gen = xmalloc((size_t)gp.max_new_tokens * sizeof(int32_t), "generated ids");
     size_t n_tokens = 0;
     double t0 = MPI_Wtime();
     for (int i = 0; ok && i < n; i++) {
-        dpo_rng_t rng;
-        rng_seed(&rng, cfg->seed, (uint64_t)i);   // one stream per prompt
-        bool eos;
-        int k = generate_sequence(&g, ids[i], len[i], &gp, &rng, gen, &eos, NULL);
-        n_tokens += (size_t)k;
-        if (!rank0) continue;
-        json_t *o = json_object();
-        json_object_set_new(o, "index", json_integer(i));
-        if (pr.text[i]) json_object_set_new(o, "prompt", json_string(pr.text[i]));
-        json_object_set_new(o, "prompt_ids", ids_json(ids[i], len[i]));
-        json_object_set_new(o, "generated_ids", ids_json(gen, k));
-        if (tok) {
-            char *t = tokenizer_decode(tok, gen, (size_t)k, NULL, err, sizeof err);
-            if (t) json_object_set_new(o, "text", json_string(t));
-            free(t);
+        for (int smp = 0; smp < opt->samples; smp++) {
+            dpo_rng_t rng;
+            rng_seed(&rng, cfg->seed, ((uint64_t)smp << 32) | (uint64_t)i);
+            bool eos;
+            int k = generate_sequence(&g, ids[i], len[i], &gp, &rng, gen, &eos, NULL);
+            n_tokens += (size_t)k;
+            if (!rank0) continue;
+            json_t *o;
+            if (opt->rollouts) {  // text without the stop token; the prompt as text
+                char *t = tokenizer_decode(tok, gen, (size_t)(eos ? k - 1 : k), NULL, err, sizeof err);
+                char *p = pr.text[i] ? NULL : tokenizer_decode(tok, ids[i], (size_t)len[i], NULL, err, sizeof err);
+                o = rollout_json(pr.text[i] ? pr.text[i] : p ? p : "", t ? t : "", i, smp, eos);
+                if (!t || (!pr.text[i] && !p)) write_ok = false;
+                free(t);
+                free(p);
+            } else {
+                o = json_object();
+                json_object_set_new(o, "index", json_integer(i));
+                if (opt->samples > 1) json_object_set_new(o, "sample", json_integer(smp));
+                if (pr.text[i]) json_object_set_new(o, "prompt", json_string(pr.text[i]));
+                json_object_set_new(o, "prompt_ids", ids_json(ids[i], len[i]));
+                json_object_set_new(o, "generated_ids", ids_json(gen, k));
+                if (tok) {
+                    char *t = tokenizer_decode(tok, gen, (size_t)k, NULL, err, sizeof err);
+                    if (t) json_object_set_new(o, "text", json_string(t));
+                    free(t);
+                }
+                json_object_set_new(o, "finish_reason", json_string(eos ? "eos" : "length"));
+            }
+            char *line = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_ENSURE_ASCII);
+            fprintf(f, "%s\n", line);
+            free(line);
+            json_decref(o);
         }
-        json_object_set_new(o, "finish_reason", json_string(eos ? "eos" : "length"));
-        char *line = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_ENSURE_ASCII);
-        fprintf(f, "%s\n", line);
-        free(line);
-        json_decref(o);
     }
     if (rank0 && f) {
-        if (fclose(f) != 0 || rename(tmp, out_path) != 0) {
+        if (!write_ok) {
+            ok = 0;
+            fclose(f);
+            unlink(tmp);
+        } else if (fclose(f) != 0 || rename(tmp, out_path) != 0) {
             snprintf(err, sizeof err, "%s: cannot write", out_path);
             ok = 0;
         }

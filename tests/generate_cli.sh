@@ -53,6 +53,44 @@ cmp s1.jsonl s2.jsonl || fail "sampling with one seed is not reproducible"
 run 1 --generate prompts.jsonl --output s3.jsonl --tokenizer data/tokenizer $GEN $S dpo.seed=8
 cmp -s s1.jsonl s3.jsonl && fail "another seed gave the same samples"
 
+# Several samples per prompt: sample 0 is the single-sample result; rollout records
+# in NeMo Gym's shape, which dpo_pairs reads once a verifier adds a reward.
+# (The tiny config's random initialisation: its vocabulary is the demo tokenizer's.)
+SAMP="$TINY policy.model_name= policy.generation.max_new_tokens=12 policy.generation.temperature=1.0"
+printf '{"prompt": "7+5="}\n{"prompt_ids": [256, 50, 43, 50, 61]}\n{"prompt": "12+34="}\n' > sprompts.jsonl
+run 1 --generate sprompts.jsonl --output one.jsonl --tokenizer data/tokenizer $SAMP
+run 1 --generate sprompts.jsonl --output three.jsonl --tokenizer data/tokenizer --samples 3 $SAMP
+run 1 --generate sprompts.jsonl --output roll.jsonl --tokenizer data/tokenizer --samples 3 --rollouts $SAMP
+python3 - one.jsonl three.jsonl roll.jsonl <<'PY'
+import json, sys
+one, three, roll = ([json.loads(l) for l in open(p)] for p in sys.argv[1:4])
+assert len(three) == 9 and [(r["index"], r["sample"]) for r in three] == [(i, s) for i in range(3) for s in range(3)]
+for o in one:
+    t = [r for r in three if r["index"] == o["index"] and r["sample"] == 0][0]
+    assert t["generated_ids"] == o["generated_ids"], (o, t)
+assert len({tuple(r["generated_ids"]) for r in three if r["index"] == 0}) > 1, "samples should differ"
+assert len(roll) == 9
+for r, t in zip(roll, three):
+    assert r["responses_create_params"]["input"][0]["role"] == "user"
+    msg = r["output"][0]
+    assert msg["type"] == "message" and msg["content"][0]["type"] == "output_text"
+    assert (r["prompt_index"], r["sample"]) == (t["index"], t["sample"])
+assert roll[2 * 3]["responses_create_params"]["input"][0]["content"] == "12+34="
+assert roll[3]["responses_create_params"]["input"][0]["content"] == "<bos>2+2="
+with open("scored.jsonl", "w") as f:   # a toy verifier: reward = answer length / 12
+    for r in roll:
+        r["reward"] = len(r["output"][0]["content"][0]["text"]) / 12.0
+        f.write(json.dumps(r) + "\n")
+print("samples and rollouts ok")
+PY
+"$BIN/dpo_pairs" --input scored.jsonl --output pairs.jsonl --min_gap 0 > pairs.log ||
+  { cat pairs.log; fail "dpo_pairs on generated rollouts"; }
+[ -s pairs.jsonl ] || fail "no pairs from the generated rollouts"
+expect_fail_quiet() { ! "$MPIRUN" --oversubscribe --bind-to none -np 1 "$BIN/dpo_hpc" "$@" > rt.log 2>&1; }
+expect_fail_quiet --generate prompts.jsonl --output r.jsonl --rollouts $GEN || fail "--rollouts without a tokenizer ran"
+grep -qF -- "--rollouts writes text: it needs a tokenizer" rt.log || { cat rt.log; fail "--rollouts message"; }
+[ ! -e r.jsonl ] && [ ! -e r.jsonl.tmp ] || fail "--rollouts without tokenizer left output"
+
 # Bad input: file:line, non-zero exit, no output file.
 expect_fail() {  # NAME EXPECTED_MESSAGE ARGS...
   local name=$1 msg=$2; shift 2
