@@ -12,6 +12,8 @@ packages=(
   libopenblas-openmp-dev
   libomp-dev
   python3
+  gnuplot-nox
+  shellcheck
 )
 
 missing=()
