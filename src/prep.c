@@ -20,7 +20,7 @@ static double now_s(void) {
 typedef struct {
     prep_record_t rec;
     dstr_t masked[2], comp[2], full;
-    tok_ids_t prompt[2], full_ids, comp_ids[2];
+    tok_ids_t prompt[2], full_ids, comp_ids[2], seq[2];
 } scratch_t;
 
 static void scratch_free(scratch_t *s) {
@@ -30,9 +30,14 @@ static void scratch_free(scratch_t *s) {
         dstr_free(&s->comp[k]);
         tok_ids_free(&s->prompt[k]);
         tok_ids_free(&s->comp_ids[k]);
+        tok_ids_free(&s->seq[k]);
     }
     dstr_free(&s->full);
     tok_ids_free(&s->full_ids);
+}
+
+static void ids_append(tok_ids_t *dst, const int32_t *src, size_t n) {
+    for (size_t i = 0; i < n; i++) tok_ids_push(dst, src[i]);
 }
 
 static int encode(const prep_opts_t *o, const char *text, size_t len, tok_ids_t *out, char *err,
@@ -56,7 +61,7 @@ static int completion_ids(const prep_opts_t *o, scratch_t *s, int k, const tok_i
     bool prefix = s->full_ids.len > prompt->len &&
                   memcmp(s->full_ids.ids, prompt->ids, prompt->len * sizeof(int32_t)) == 0;
     if (prefix) {
-        for (size_t i = prompt->len; i < s->full_ids.len; i++) tok_ids_push(c, s->full_ids.ids[i]);
+        ids_append(c, s->full_ids.ids + prompt->len, s->full_ids.len - prompt->len);
         return 0;
     }
     st->retokenized++;
@@ -87,7 +92,7 @@ static rec_status_t process(const prep_opts_t *o, scratch_t *s, json_t *v, prep_
     for (int k = 0; k < 2; k++) {
         if (k == 1 && strcmp(s->masked[1].s, s->masked[0].s) == 0) {
             tok_ids_clear(&s->prompt[1]);
-            for (size_t i = 0; i < s->prompt[0].len; i++) tok_ids_push(&s->prompt[1], s->prompt[0].ids[i]);
+            ids_append(&s->prompt[1], s->prompt[0].ids, s->prompt[0].len);
         } else if (encode(o, s->masked[k].s, s->masked[k].len, &s->prompt[k], err, err_len) < 0) {
             return REC_INVALID;
         }
@@ -116,20 +121,15 @@ static rec_status_t process(const prep_opts_t *o, scratch_t *s, json_t *v, prep_
             if (s->prompt[k].len + s->comp_ids[k].len > max) s->comp_ids[k].len = max - s->prompt[k].len;
         st->truncated++;
     }
-    // Sequence = prompt ++ completion (built in the full_ids scratch).
-    int32_t *seq[2];
-    int len[2];
-    tok_ids_t both[2] = {{0}, {0}};
+    // Sequence = prompt ++ completion, in scratch reused across records.
     for (int k = 0; k < 2; k++) {
-        for (size_t i = 0; i < s->prompt[k].len; i++) tok_ids_push(&both[k], s->prompt[k].ids[i]);
-        for (size_t i = 0; i < s->comp_ids[k].len; i++) tok_ids_push(&both[k], s->comp_ids[k].ids[i]);
-        seq[k] = both[k].ids;
-        len[k] = (int)both[k].len;
+        tok_ids_clear(&s->seq[k]);
+        ids_append(&s->seq[k], s->prompt[k].ids, s->prompt[k].len);
+        ids_append(&s->seq[k], s->comp_ids[k].ids, s->comp_ids[k].len);
     }
-    int rc = dataset_writer_add_pair(w, seq[0], len[0], (int)s->prompt[0].len, seq[1], len[1],
-                                     (int)s->prompt[1].len);
-    tok_ids_free(&both[0]);
-    tok_ids_free(&both[1]);
+    int len[2] = {(int)s->seq[0].len, (int)s->seq[1].len};
+    int rc = dataset_writer_add_pair(w, s->seq[0].ids, len[0], (int)s->prompt[0].len, s->seq[1].ids,
+                                     len[1], (int)s->prompt[1].len);
     if (rc < 0) {
         dpo_errf(err, err_len, "%s", dataset_writer_error(w));
         return REC_FATAL;
