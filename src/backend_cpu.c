@@ -162,7 +162,7 @@ static void cpu_rmsnorm_fwd(float *out, float *rstd, const float *x, const float
         float *yr = out + (size_t)n * C;
         double ss = 0.0;   // mean of squares in double: C can be thousands
         for (int c = 0; c < C; c++) ss += (double)xr[c] * xr[c];
-        float r = (float)(1.0 / sqrt(ss / C + (double)eps));
+        float r = dpo_rmsnorm_rstd(ss, C, eps);
         rstd[n] = r;
         for (int c = 0; c < C; c++) yr[c] = xr[c] * r * w[c];
     }
@@ -179,8 +179,8 @@ static void cpu_rmsnorm_bwd(float *dx, float *dw, const float *dout, const float
         double dot = 0.0;
         for (int c = 0; c < C; c++) dot += (double)gr[c] * w[c] * xr[c];
         float r = rstd[n];
-        float k = (float)(dot * r * r * r / C);
-        for (int c = 0; c < C; c++) dxr[c] = r * w[c] * gr[c] - xr[c] * k;
+        float k = dpo_rmsnorm_bwd_k(dot, r, C);
+        for (int c = 0; c < C; c++) dxr[c] = dpo_rmsnorm_dx(r, w[c], gr[c], xr[c], k);
     }
     // dw: column blocks, rows in fixed order (no races, reproducible).
     int nblk = (C + COL_BLOCK - 1) / COL_BLOCK;
@@ -428,16 +428,10 @@ static void cpu_scatter_add_rows(float *dst, const float *src, const int32_t *ro
 
 // ------------------------------------------------------------- log-probs ----
 
-// Number of columns of a shard starting at vstart that are real vocabulary.
-static int valid_cols(int V, int vstart, int vocab_valid) {
-    int nv = vocab_valid - vstart;
-    return nv < 0 ? 0 : (nv > V ? V : nv);
-}
-
 static void cpu_logprob_stats(float *row_max, float *row_sumexp, float *target_logit,
                               const float *logits, const int32_t *targets, int n, int V,
                               int vstart, int vocab_valid) {
-    int nv = valid_cols(V, vstart, vocab_valid);
+    int nv = dpo_vocab_valid_cols(V, vstart, vocab_valid);
 #pragma omp parallel for schedule(static) if ((long)n * V >= PAR_MIN)
     for (int r = 0; r < n; r++) {
         const float *lr = logits + (size_t)r * V;
@@ -454,13 +448,13 @@ static void cpu_logprob_stats(float *row_max, float *row_sumexp, float *target_l
 
 static void cpu_logprob_bwd(float *logits, const int32_t *targets, const float *lse,
                             const float *dlogp, int n, int V, int vstart, int vocab_valid) {
-    int nv = valid_cols(V, vstart, vocab_valid);
+    int nv = dpo_vocab_valid_cols(V, vstart, vocab_valid);
 #pragma omp parallel for schedule(static) if ((long)n * V >= PAR_MIN)
     for (int r = 0; r < n; r++) {
         float *lr = logits + (size_t)r * V;
         float g = dlogp[r], l = lse[r];
         int tj = targets[r] - vstart;
-        for (int j = 0; j < nv; j++) lr[j] = g * ((j == tj ? 1.0f : 0.0f) - expf(lr[j] - l));
+        for (int j = 0; j < nv; j++) lr[j] = dpo_logprob_dlogit(g, lr[j], l, j == tj);
         for (int j = nv; j < V; j++) lr[j] = 0.0f;   // padding columns
     }
 }

@@ -1,4 +1,5 @@
 # Tests of the backend ops (CPU reference; the GPU test skips without a device).
 dpo_test(NAME test_ops SOURCES test_ops.c LIBS dpo_backend)
-# Always built: without CUDA (or without a visible GPU) it exits 77 = skipped.
-dpo_test(NAME test_gpu_adamw SOURCES test_gpu_ops.c LIBS dpo_backend LABELS gpu)
+# Every CUDA op against the CPU backend. Always built: without CUDA (or without a
+# visible GPU) it exits 77 = skipped.
+dpo_test(NAME test_gpu_ops SOURCES test_gpu_ops.c LIBS dpo_backend LABELS gpu)

@@ -1,10 +1,13 @@
-// backend_cuda.h — the host-callable entry points of cuda/backend_cuda.cu that
-// exist before the full CUDA ops table. Only present in builds with DPO_HAVE_CUDA;
-// C code must go through backend_cuda_device_count() (backend.h) otherwise.
+// backend_cuda.h — the host-callable (extern "C") entry points of the CUDA backend
+// (cuda/backend_cuda.cu). Only present in builds with DPO_HAVE_CUDA; C code goes
+// through backend_cuda_open() / backend_by_name() / backend_cuda_device_count()
+// of backend.h, which forward here.
 #ifndef DPO_BACKEND_CUDA_H
 #define DPO_BACKEND_CUDA_H
 
 #include <stddef.h>
+
+#include "dpo/backend.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -14,14 +17,18 @@ extern "C" {
 // no device, CUDA_VISIBLE_DEVICES empty, ...).
 int dpo_cuda_device_count(void);
 
-// One AdamW step (dpo_adamw_update of math_shared.h, the same code the CPU backend
-// runs) on n elements held in HOST memory: copies param/grad/m/v to the current
-// device, updates there, copies param/m/v back. Returns 0, or -1 after printing
-// the failing CUDA call with file:line to stderr (the host arrays are then left
-// unchanged unless the failure was in the final copy back).
-int dpo_cuda_adamw(float *param, const float *grad, float *m, float *v, size_t n, float lr,
-                   float beta1, float beta2, float eps, float weight_decay, float bc1,
-                   float bc2);
+// backend_cuda_open / backend_cuda_close (backend.h). precision is a
+// dpo_matmul_precision_t. Opening again on the same device returns the same table
+// (switching the matmul precision if asked); another device is an error.
+const dpo_backend_t *dpo_cuda_open(int ordinal, int precision, char *err, size_t err_len);
+void dpo_cuda_close(void);
+
+// The ops table while the backend is open, NULL otherwise.
+const dpo_backend_t *dpo_cuda_table(void);
+
+// The backend's compute stream as a cudaStream_t cast to void * (NULL while
+// closed), for C code that queues work on it (e.g. NCCL collectives).
+void *dpo_cuda_stream_handle(void);
 
 #ifdef __cplusplus
 }

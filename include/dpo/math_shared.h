@@ -60,4 +60,33 @@ DPO_HD static inline void dpo_adamw_update(float *p, float g, float *m, float *v
     *p -= lr * (wd * *p + mhat / (sqrtf(vhat) + eps));
 }
 
+// RMSNorm of one row: rstd = (mean(x^2) + eps)^(-1/2) from the row's sum of
+// squares ss accumulated in double (C can be thousands).
+DPO_HD static inline float dpo_rmsnorm_rstd(double ss, int C, float eps) {
+    return (float)(1.0 / sqrt(ss / C + (double)eps));
+}
+
+// RMSNorm backward of one row, y = x * r * w: with dot = sum_c(dy * w * x) in
+// double, k = dot * r^3 / C and dx = r * w * dy - x * k.
+DPO_HD static inline float dpo_rmsnorm_bwd_k(double dot, float r, int C) {
+    return (float)(dot * r * r * r / C);
+}
+
+DPO_HD static inline float dpo_rmsnorm_dx(float r, float w, float dy, float x, float k) {
+    return r * w * dy - x * k;
+}
+
+// Vocabulary-parallel log-probs: number of columns of a shard of V columns
+// starting at global column vstart that are real vocabulary (< vocab_valid).
+DPO_HD static inline int dpo_vocab_valid_cols(int V, int vstart, int vocab_valid) {
+    int nv = vocab_valid - vstart;
+    return nv < 0 ? 0 : (nv > V ? V : nv);
+}
+
+// d logp / d logit of one valid column: g * (onehot - softmax), with the row's
+// global log-sum-exp lse and upstream gradient g.
+DPO_HD static inline float dpo_logprob_dlogit(float g, float logit, float lse, int is_target) {
+    return g * ((is_target ? 1.0f : 0.0f) - expf(logit - lse));
+}
+
 #endif
