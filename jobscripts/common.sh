@@ -154,9 +154,16 @@ js_on_signal() {
     fi
     JS_REQUEUED=1
   fi
-  # dpo_hpc has no checkpoint-on-signal: the run stops here and the next job resumes
-  # from the last periodic checkpoint (complete files only: written, then renamed).
-  if [ -n "$JS_CHILD" ]; then kill -TERM "$JS_CHILD" 2> /dev/null || true; fi
+  # USR1 to the launcher reaches every rank (mpirun and srun forward it): dpo_hpc
+  # finishes its step, writes a checkpoint and exits, so the next job loses nothing.
+  # A launcher still running CKPT_GRACE seconds later gets TERM; the next job then
+  # resumes from the latest complete checkpoint (files are written, then renamed).
+  if [ -n "$JS_CHILD" ] && [ -z "${JS_KILLER:-}" ]; then
+    kill -USR1 "$JS_CHILD" 2> /dev/null || true
+    js_log "asked dpo_hpc to checkpoint and stop; TERM in ${CKPT_GRACE}s if it has not"
+    ( sleep "$CKPT_GRACE"; kill -TERM "$JS_CHILD" 2> /dev/null || true ) &
+    JS_KILLER=$!
+  fi
 }
 
 # PBS has no "signal before the limit": a timer signals this shell REQUEUE_MARGIN
@@ -185,6 +192,9 @@ js_main() {
   DPO_BIN=${DPO_BIN:-$DPO_ROOT/build/bin/dpo_hpc}
   REQUEUE_MAX=${REQUEUE_MAX:-10}
   REQUEUE_MARGIN=${REQUEUE_MARGIN:-300}
+  # Seconds dpo_hpc gets to finish its step and write the checkpoint after the signal;
+  # keep it below the margin before the limit (Slurm: the @300 of --signal).
+  CKPT_GRACE=${CKPT_GRACE:-240}
   REQUEUE_COUNT=${DPO_REQUEUE_COUNT:-${SLURM_RESTART_COUNT:-0}}
   js_geometry
   js_dirs
@@ -230,4 +240,7 @@ js_main() {
   return "$rc"
 }
 
-js_cleanup() { if [ -n "${JS_TIMER:-}" ]; then kill "$JS_TIMER" 2> /dev/null || true; fi; }
+js_cleanup() {
+  if [ -n "${JS_TIMER:-}" ]; then kill "$JS_TIMER" 2> /dev/null || true; fi
+  if [ -n "${JS_KILLER:-}" ]; then kill "$JS_KILLER" 2> /dev/null || true; fi
+}

@@ -82,6 +82,7 @@ static const cfg_key_t KEYS[] = {
     KF("policy.max_grad_norm", max_grad_norm),
     KI("policy.tensor_parallel_size", tensor_parallel_size),
     KI("policy.zero_stage", zero_stage),
+    KB("policy.activation_checkpointing", activation_checkpointing),
     KF("policy.optimizer.lr", lr),
     KF("policy.optimizer.weight_decay", weight_decay),
     KX("policy.optimizer.betas", K_BETAS),
@@ -125,6 +126,7 @@ static const cfg_key_t KEYS[] = {
     KS("logger.log_dir", log_dir),
 
     KS("cluster.backend", backend),
+    KS("cluster.matmul_precision", matmul_precision),
     KI("cluster.num_threads", num_threads),
 };
 #define NKEYS ((int)(sizeof(KEYS) / sizeof(KEYS[0])))
@@ -240,6 +242,7 @@ void config_defaults(dpo_config_t *cfg) {
     set_str(cfg->log_dir, sizeof cfg->log_dir, "results");
 
     set_str(cfg->backend, sizeof cfg->backend, "cpu");
+    set_str(cfg->matmul_precision, sizeof cfg->matmul_precision, "bf16");
     cfg->num_threads = 0;
 }
 
@@ -1168,12 +1171,18 @@ static int validate_impl(const dpo_config_t *c, verr_t *v) {
     if (strcmp(c->backend, "cuda") == 0) {
 #ifndef DPO_HAVE_CUDA
         return vfail(v, "cluster.backend",
-                     "\"cuda\": the CUDA backend is not part of this build yet; use \"cpu\"");
+                     "\"cuda\": no CUDA backend in this build (it was configured without "
+                     "CUDA/NCCL); use \"cpu\" or rebuild with CUDA");
 #endif
     } else {
         REQ(strcmp(c->backend, "cpu") == 0, "cluster.backend",
             "expected \"cpu\" or \"cuda\", got \"%s\"", c->backend);
     }
+    // Checked on the CPU backend too (which ignores it), so a typo never waits for a GPU run.
+    REQ(strcmp(c->matmul_precision, "bf16") == 0 || strcmp(c->matmul_precision, "tf32") == 0 ||
+            strcmp(c->matmul_precision, "fp32") == 0,
+        "cluster.matmul_precision", "expected \"bf16\", \"tf32\" or \"fp32\", got \"%s\"",
+        c->matmul_precision);
     NONNEG_INT("cluster.num_threads", c->num_threads);
     return 0;
 }

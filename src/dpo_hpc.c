@@ -7,23 +7,33 @@
 #include <unistd.h>
 
 #include "dpo/backend.h"
+#include "dpo/comm.h"
 #include "dpo/config.h"
 #include "dpo/error.h"
 #include "dpo/generate.h"
 #include "dpo/mesh.h"
 #include "dpo/trainer.h"
 
+#ifdef DPO_HAVE_CUDA
+#include <cuda_runtime.h>
+
+#include "dpo/backend_cuda.h"
+#endif
+
 #define DPO_VERSION "0.1.0"
 
 static void usage(FILE *f) {
     fprintf(f,
-            "usage: dpo_hpc [--precompute-reference] CONFIG.cfg [section.key=value ...]\n"
+            "usage: dpo_hpc [--precompute-reference | --evaluate WEIGHTS] CONFIG.cfg [section.key=value ...]\n"
             "       dpo_hpc --generate PROMPTS.jsonl --output OUT.jsonl [--tokenizer DIR]\n"
             "               [--eos ID[,ID...]] [--samples N] [--rollouts]\n"
             "               CONFIG.cfg [section.key=value ...]\n"
             "\n"
             "Trains a Llama-family model with DPO as CONFIG.cfg describes; each override\n"
             "replaces one key, in order (e.g. dpo.max_num_steps=100 policy.optimizer.lr=1e-5).\n"
+            "  --evaluate WEIGHTS   no training: validation metrics of WEIGHTS (a checkpoint\n"
+            "                       or HF folder) against the configuration's reference, on\n"
+            "                       every validation split; one line each, <log_dir>/eval.jsonl\n"
             "  --precompute-reference  compute the reference model's log-probs for every split\n"
             "                          of data.dataset_path once and store them in that file;\n"
             "                          then train with dpo.precomputed_reference_logprobs=true\n"
@@ -34,6 +44,8 @@ static void usage(FILE *f) {
             "                       folder); --eos adds stop ids to the tokenizer's EOS;\n"
             "                       --samples N continuations per prompt; --rollouts writes\n"
             "                       NeMo Gym rollout records (add a reward, then dpo_pairs)\n"
+            "  --list-devices       print the number of CUDA devices this process sees\n"
+            "                       (0 without CUDA) and their names, then exit\n"
             "  --help, --version\n"
             "Keys and defaults: doc/config.md.\n");
 }
@@ -46,6 +58,104 @@ static int threads_per_rank(const dpo_config_t *cfg, const dpo_mesh_t *mesh) {
     return n > 0 ? n : 1;
 }
 
+#ifdef DPO_HAVE_CUDA
+// Ends the job unless `ok` holds on every rank. When rank 0 failed its message is
+// printed once and every rank exits 1 (a node without a GPU fails the same way on
+// every rank); otherwise the failing ranks name themselves and abort the job.
+static void all_ok_or_die(const dpo_mesh_t *mesh, int ok, const char *msg) {
+    if (comm_all_ok(mesh, GROUP_WORLD, ok)) return;
+    int ok0 = ok;
+    comm_broadcast(mesh, GROUP_WORLD, &ok0, sizeof ok0, 0);
+    if (!ok0) dpo_fatal_all("%s", msg);
+    if (!ok) dpo_fatal("%s", msg);
+    MPI_Barrier(mesh->world);  // never completes: a failing rank aborts the job
+    dpo_fatal("cluster.backend = \"cuda\": device set-up failed on another rank");
+}
+#endif
+
+static int list_devices(void) {
+    int n = backend_cuda_device_count();
+    printf("CUDA devices: %d\n", n);
+#ifdef DPO_HAVE_CUDA
+    for (int d = 0; d < n; d++) {
+        struct cudaDeviceProp p;
+        if (cudaGetDeviceProperties(&p, d) == cudaSuccess)
+            printf("  %d: %s (PCI %04x:%02x:%02x, %.1f GiB)\n", d, p.name, p.pciDomainID,
+                   p.pciBusID, p.pciDeviceID, (double)p.totalGlobalMem / (1 << 30));
+    }
+#else
+    printf("  (this build has no CUDA backend)\n");
+#endif
+    return 0;
+}
+
+// cluster.backend = "cuda": binds node-local rank i to visible device i % count,
+// opens the backend there and creates the NCCL communicators. One GPU per rank is
+// the model: two ranks of a node on one GPU is an error (NCCL refuses duplicate
+// GPUs in a communicator, and they would only slow each other down). Compared by
+// device UUID, so a launcher that gives each rank its own CUDA_VISIBLE_DEVICES
+// (every rank sees "device 0") passes. Writes the device for the start-up report
+// into desc.
+static const dpo_backend_t *open_cuda(const dpo_config_t *cfg, dpo_mesh_t *mesh, char *desc,
+                                      size_t desc_len) {
+#ifndef DPO_HAVE_CUDA
+    (void)cfg;
+    (void)mesh;
+    (void)desc;
+    (void)desc_len;
+    dpo_fatal_all("cluster.backend = \"cuda\": no CUDA backend in this build; use \"cpu\"");
+#else
+    char msg[1024], host[256] = "";
+    gethostname(host, sizeof host - 1);
+    int n = backend_cuda_device_count();
+    const char *vis = getenv("CUDA_VISIBLE_DEVICES");
+    snprintf(msg, sizeof msg,
+             "cluster.backend = \"cuda\": no CUDA device visible on host %s "
+             "(CUDA_VISIBLE_DEVICES=%s); run where a GPU is visible or use cluster.backend = \"cpu\"",
+             host, vis ? vis : "unset");
+    all_ok_or_die(mesh, n > 0, msg);
+
+    int ordinal = mesh->local_rank % n;
+    struct cudaDeviceProp prop;
+    cudaError_t e = cudaGetDeviceProperties(&prop, ordinal);
+    snprintf(msg, sizeof msg, "cluster.backend = \"cuda\": cannot query CUDA device %d on %s: %s",
+             ordinal, host, cudaGetErrorString(e));
+    all_ok_or_die(mesh, e == cudaSuccess, msg);
+
+    // The node-local ranks compare device UUIDs: the first other rank on ours, if any.
+    unsigned char *uuids = xmalloc((size_t)mesh->local_size * 16, "device uuids");
+    MPI_Allgather(prop.uuid.bytes, 16, MPI_BYTE, uuids, 16, MPI_BYTE, mesh->local);
+    int other = -1;
+    for (int q = 0; q < mesh->local_size && other < 0; q++)
+        if (q != mesh->local_rank && memcmp(uuids + 16 * (size_t)q, prop.uuid.bytes, 16) == 0)
+            other = q;
+    free(uuids);
+    snprintf(msg, sizeof msg,
+             "cluster.backend = \"cuda\": rank %d (node-local rank %d of %d on %s) would share "
+             "CUDA device %d (%s) with node-local rank %d: %d device(s) visible to each of the "
+             "node's %d ranks. One GPU per rank: start at most %d rank(s) on this node, or give "
+             "each rank its own GPU (CUDA_VISIBLE_DEVICES)",
+             mesh->world_rank, mesh->local_rank, mesh->local_size, host, ordinal, prop.name, other,
+             n, mesh->local_size, n);
+    all_ok_or_die(mesh, other < 0, msg);
+
+    dpo_matmul_precision_t prec = strcmp(cfg->matmul_precision, "fp32") == 0   ? DPO_MATMUL_FP32
+                                  : strcmp(cfg->matmul_precision, "tf32") == 0 ? DPO_MATMUL_TF32
+                                                                               : DPO_MATMUL_BF16;
+    char err[512] = "";
+    const dpo_backend_t *be = backend_cuda_open(ordinal, prec, err, sizeof err);
+    snprintf(msg, sizeof msg, "cluster.backend = \"cuda\": CUDA device %d on %s: %s", ordinal,
+             host, err[0] ? err : "cannot be opened");
+    all_ok_or_die(mesh, be != NULL, msg);
+    // After the device is bound: NCCL communicators live on the current device.
+    mesh_enable_nccl(mesh, dpo_cuda_stream_handle());
+    snprintf(desc, desc_len, ", CUDA device %d of %d (%s, PCI %04x:%02x:%02x), matmul %s", ordinal,
+             n, prop.name, prop.pciDomainID, prop.pciBusID, prop.pciDeviceID,
+             cfg->matmul_precision);
+    return be;
+#endif
+}
+
 int main(int argc, char **argv) {
     MPI_Init(&argc, &argv);
     int rank, world;
@@ -54,6 +164,7 @@ int main(int argc, char **argv) {
     log_set_rank(rank, world);
 
     bool precompute = false;
+    const char *eval_weights = NULL;   // --evaluate WEIGHTS: validation only
     const char *gen_in = NULL, *gen_out = NULL, *gen_tok = NULL;
     int32_t eos[64];
     int n_eos = 0;
@@ -61,7 +172,9 @@ int main(int argc, char **argv) {
     bool gen_rollouts = false;
     int argi = 1;
     for (; argi < argc && argv[argi][0] == '-' && argv[argi][1] == '-'; argi++) {
-        if (strcmp(argv[argi], "--precompute-reference") == 0) {
+        if (strcmp(argv[argi], "--evaluate") == 0 && argi + 1 < argc) {
+            eval_weights = argv[++argi];
+        } else if (strcmp(argv[argi], "--precompute-reference") == 0) {
             precompute = true;
         } else if (strcmp(argv[argi], "--rollouts") == 0) {
             gen_rollouts = true;
@@ -96,6 +209,10 @@ int main(int argc, char **argv) {
                     p = *end == ',' ? end + 1 : end;
                 }
             }
+        } else if (strcmp(argv[argi], "--list-devices") == 0) {
+            int rc = rank == 0 ? list_devices() : 0;
+            MPI_Finalize();
+            return rc;
         } else if (strcmp(argv[argi], "--help") == 0) {
             if (rank == 0) usage(stdout);
             MPI_Finalize();
@@ -112,6 +229,15 @@ int main(int argc, char **argv) {
             MPI_Finalize();
             return 2;
         }
+    }
+    if (eval_weights && (precompute || gen_in)) {
+        if (rank == 0) {
+            fprintf(stderr, "dpo_hpc: --evaluate cannot be combined with --generate or "
+                            "--precompute-reference\n");
+            usage(stderr);
+        }
+        MPI_Finalize();
+        return 2;
     }
     if ((gen_in != NULL) != (gen_out != NULL) || (precompute && gen_in) ||
         (!gen_in && (gen_tok || n_eos || gen_rollouts || gen_samples != 1))) {
@@ -139,13 +265,17 @@ int main(int argc, char **argv) {
 
     log_info("dpo_hpc %s: %d rank(s) = %d tensor-parallel x %d data-parallel, backend %s", DPO_VERSION,
              world, mesh.tp_size, mesh.dp_size, cfg.backend);
-    // Device binding: one device (here: a share of the node's cores) per node-local rank.
+    // Device binding: one device per node-local rank (a GPU, or a share of the node's cores).
+    bool cuda = strcmp(cfg.backend, "cuda") == 0;
+    char device[384] = "";
+    if (cuda) open_cuda(&cfg, &mesh, device, sizeof device);
     char host[256] = "";
     gethostname(host, sizeof host - 1);
     for (int r = 0; r < world; r++) {
         if (r == rank)
-            printf("rank %d: host %s, node-local rank %d of %d, tp %d dp %d, %d OpenMP thread(s)\n",
-                   rank, host, mesh.local_rank, mesh.local_size, mesh.tp_rank, mesh.dp_rank, threads);
+            printf("rank %d: host %s, node-local rank %d of %d, tp %d dp %d, %d OpenMP thread(s)%s\n",
+                   rank, host, mesh.local_rank, mesh.local_size, mesh.tp_rank, mesh.dp_rank, threads,
+                   device);
         fflush(stdout);
         MPI_Barrier(MPI_COMM_WORLD);
     }
@@ -160,8 +290,10 @@ int main(int argc, char **argv) {
                                .rollouts = gen_rollouts};
     int rc = gen_in ? generate_main(&cfg, &mesh, &gen_opts)
              : precompute ? trainer_precompute_reference(&cfg, &mesh)
+             : eval_weights ? trainer_evaluate(&cfg, &mesh, eval_weights)
                           : trainer_train(&cfg, &mesh);
-    mesh_free(&mesh);
+    mesh_free(&mesh);  // NCCL communicators first: they still use the backend's stream
+    if (cuda) backend_cuda_close();
     MPI_Finalize();
     return rc;
 }

@@ -16,9 +16,14 @@ static void fmt_hms(char *buf, size_t n, double sec) {
 
 int metrics_open(dpo_metrics_t *m, const char *log_dir, bool is_root, bool append, char *err,
                  size_t err_len) {
+    return metrics_open_named(m, log_dir, "metrics.jsonl", is_root, append, err, err_len);
+}
+
+int metrics_open_named(dpo_metrics_t *m, const char *log_dir, const char *name, bool is_root,
+                       bool append, char *err, size_t err_len) {
     memset(m, 0, sizeof *m);
     if (!is_root) return 0;
-    snprintf(m->path, sizeof m->path, "%s/metrics.jsonl", log_dir);
+    snprintf(m->path, sizeof m->path, "%s/%s", log_dir, name);
     m->jsonl = fopen(m->path, append ? "a" : "w");
     if (!m->jsonl) {
         snprintf(err, err_len, "cannot open %s: %s", m->path, strerror(errno));

@@ -203,8 +203,10 @@ typedef struct {
 } layer_acts_t;
 
 struct dpo_model_acts {
-    int n_sets;            // per layer when trainable, one shared set otherwise
+    int n_sets;            // per layer when trainable, one shared set otherwise (or
+                           // when recomputing)
     layer_acts_t *layer;   // (n_sets)
+    float *layer_in;       // (L,T,C) recompute only: the residual stream entering each layer
     float *x;              // (T,C) residual stream
     float *xf;             // (T,C) after the final norm
     float *rstd_f;         // (T)
@@ -243,7 +245,8 @@ static void acts_alloc(dpo_model_t *m, bool trainable) {
     size_t KVD = (size_t)lay->n_kv_heads_local * lay->head_dim;
     size_t Fl = (size_t)lay->ffn_local, Vl = (size_t)lay->vocab_local, ch = (size_t)m->chunk;
     bool qkn = lay->cfg.qk_norm;
-    a->n_sets = trainable ? lay->cfg.num_hidden_layers : 1;
+    a->n_sets = trainable && !m->recompute ? lay->cfg.num_hidden_layers : 1;
+    if (trainable && m->recompute) a->layer_in = dalloc(be, (size_t)lay->cfg.num_hidden_layers * T * C);
     a->layer = xcalloc((size_t)a->n_sets, sizeof(layer_acts_t), "layer activations");
     for (int l = 0; l < a->n_sets; l++) {
         layer_acts_t *s = &a->layer[l];
@@ -324,6 +327,7 @@ static void acts_free(dpo_model_t *m) {
             if (bufs[i]) f(bufs[i]);
     }
     free(a->layer);
+    if (a->layer_in) f(a->layer_in);
     float *bufs[] = {a->x,   a->xf,   a->rstd_f, a->x_final_in, a->hs,   a->logits, a->stats,
                      a->lse, a->dlp,  a->tmp,    a->dx,         a->dtmp, a->dxn,    a->datt,
                      a->dq,  a->dk,   a->dv,     a->dgate,      a->dup,  a->dh,     a->dhs,
@@ -359,16 +363,23 @@ int model_init(dpo_model_t *m, const dpo_backend_t *be, const dpo_mesh_t *mesh,
     m->params = be->alloc(m->n_alloc * sizeof(float));
     if (trainable) m->grads = be->alloc(m->n_alloc * sizeof(float));
     acts_alloc(m, trainable);
-    m->kv_comm = MPI_COMM_NULL;
+    m->kv_comm = NULL;
     if (trainable && m->layout.kv_replicas > 1)  // collective over the TP group
-        MPI_Comm_split(mesh->tp, m->layout.kv_head_start, mesh->tp_rank, &m->kv_comm);
+        m->kv_comm = comm_subgroup_split(mesh, GROUP_TP, m->layout.kv_head_start);
     return 0;
+}
+
+void model_set_recompute(dpo_model_t *m, bool on) {
+    if (m->recompute == on) return;
+    acts_free(m);
+    m->recompute = on;
+    acts_alloc(m, m->grads != NULL);
 }
 
 void model_free(dpo_model_t *m) {
     if (!m->be) return;
     acts_free(m);
-    if (m->kv_comm != MPI_COMM_NULL) MPI_Comm_free(&m->kv_comm);
+    comm_subgroup_free(m->kv_comm);
     m->be->free(m->params);
     if (m->grads) m->be->free(m->grads);
     layout_free(&m->layout);
@@ -586,8 +597,13 @@ void model_forward(dpo_model_t *m, const dpo_batch_t *b, double *seq_logps,
     // Vocabulary-parallel embedding: each shard fills its own tokens' rows.
     be->embedding_fwd(a->x, a->tokens, P(m, lay->embed), T, C, lay->vocab_start, lay->vocab_local);
     comm_allreduce_f32(m->mesh, GROUP_TP, a->x, (size_t)T * C, REDUCE_SUM);
-    for (int l = 0; l < lay->cfg.num_hidden_layers; l++)
-        layer_forward(m, l, b, &a->layer[save_for_backward ? l : 0]);
+    size_t TC = (size_t)T * C;
+    for (int l = 0; l < lay->cfg.num_hidden_layers; l++) {
+        bool keep_all = save_for_backward && !m->recompute;
+        if (save_for_backward && m->recompute)   // only the layer's input survives
+            be->copy(a->layer_in + (size_t)l * TC, a->x, TC * sizeof(float));
+        layer_forward(m, l, b, &a->layer[keep_all ? l : 0]);
+    }
     be->copy(a->x_final_in, a->x, (size_t)T * C * sizeof(float));
     be->rmsnorm_fwd(a->xf, a->rstd_f, a->x, P(m, lay->final_norm), T, C, lay->cfg.rms_norm_eps);
     be->gather_rows(a->hs, a->xf, a->rows, b->n_scored, C);
@@ -622,14 +638,10 @@ static void logprob_backward(dpo_model_t *m, const dpo_batch_t *b, const double 
     comm_allreduce_f32(m->mesh, GROUP_TP, a->dhs, (size_t)S * C, REDUCE_SUM);
 }
 
-// In-place sum over the TP ranks that hold the same KV head (m->kv_comm). Like
-// comm.c, MPI carries the backend's buffers (host memory on the CPU backend).
+// In-place sum over the TP ranks that hold the same KV head (m->kv_comm), through
+// comm.c like every other collective (MPI on the CPU backend, NCCL on the CUDA one).
 static void kv_allreduce(const dpo_model_t *m, float *buf, size_t n) {
-    const size_t piece = (size_t)1 << 30;  // MPI counts are int
-    for (size_t i = 0; i < n; i += piece) {
-        size_t k = n - i < piece ? n - i : piece;
-        MPI_Allreduce(MPI_IN_PLACE, buf + i, (int)k, MPI_FLOAT, MPI_SUM, m->kv_comm);
-    }
+    comm_subgroup_allreduce_f32(m->kv_comm, buf, n, REDUCE_SUM);
 }
 
 static void layer_backward(dpo_model_t *m, int l, const dpo_batch_t *b) {
@@ -637,7 +649,7 @@ static void layer_backward(dpo_model_t *m, int l, const dpo_batch_t *b) {
     const dpo_layout_t *lay = &m->layout;
     const dpo_layer_tensors_t *lt = &lay->layers[l];
     dpo_model_acts_t *a = m->acts;
-    layer_acts_t *s = &a->layer[l];
+    layer_acts_t *s = &a->layer[m->recompute ? 0 : l];
     int T = b->n_tokens, C = lay->cfg.hidden_size, D = lay->head_dim;
     int Hl = lay->n_heads_local, Kl = lay->n_kv_heads_local, Fl = lay->ffn_local;
     size_t TC = (size_t)T * C;
@@ -721,7 +733,15 @@ void model_backward(dpo_model_t *m, const dpo_batch_t *b, const double *dseq) {
     int L = lay->cfg.num_hidden_layers;
     size_t D = (size_t)lay->head_dim;
     if (a->dqkn) be->zero(a->dqkn, 2 * D * (size_t)L * sizeof(float));
-    for (int l = L - 1; l >= 0; l--) layer_backward(m, l, b);
+    for (int l = L - 1; l >= 0; l--) {
+        if (m->recompute) {
+            // The same ops on the same input: the recomputed activations are the
+            // forward's bit for bit (a->x is free here: the backward never reads it).
+            be->copy(a->x, a->layer_in + (size_t)l * T * C, (size_t)T * C * sizeof(float));
+            layer_forward(m, l, b, &a->layer[0]);
+        }
+        layer_backward(m, l, b);
+    }
     // QK-norm weights are replicated but each TP rank applies them to its own heads
     // only: this micro-batch's gradients are partial sums, added up over TP and then
     // to the (already complete) accumulated gradient.

@@ -9,12 +9,14 @@
 
 #include <errno.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "dpo/backend.h"
+#include "dpo/backend_profile.h"
 #include "dpo/batch.h"
 #include "dpo/ckpt.h"
 #include "dpo/comm.h"
@@ -88,6 +90,30 @@ static test_faults_t test_faults_from_env(void) {
                        env_ll("DPO_TEST_INJECT_NAN_RANK", 0), env_ll("DPO_TEST_FAIL_STEP", 0),
                        env_ll("DPO_TEST_FAIL_RANK", 0)};
     return f;
+}
+
+// SIGUSR1 / SIGTERM: the job's time is nearly up (Slurm --signal, the job scripts'
+// timers, a scheduler's preemption). The handler only records the signal; the loop
+// acts on it between steps, after every rank has agreed, so all ranks write the same
+// checkpoint and stop together.
+static volatile sig_atomic_t g_stop_signal = 0;
+
+static void on_stop_signal(int sig) { g_stop_signal = sig; }
+
+static void install_stop_handlers(void) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop_signal;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART;   // MPI and file I/O calls resume instead of failing
+    sigaction(SIGUSR1, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+}
+
+// True on every rank when any rank has received a stop signal (one small
+// all-reduce per step: negligible next to the step's gradient reduction).
+static bool stop_requested(const dpo_mesh_t *mesh) {
+    return !comm_all_ok(mesh, GROUP_WORLD, g_stop_signal == 0);
 }
 
 static double now_sec(void) {
@@ -193,7 +219,10 @@ static void trainer_setup(trainer_t *t, const dpo_config_t *cfg, const dpo_mesh_
     t->mesh = mesh;
     t->perm_epoch = -1;
     t->be = backend_by_name(cfg->backend);
-    if (!t->be) dpo_fatal_all("cluster.backend = \"%s\" is not available in this build", cfg->backend);
+    if (!t->be) dpo_fatal_all("cluster.backend = \"%s\" is not available (\"cuda\" needs the "
+                              "CUDA backend opened at start-up, as dpo_hpc does)", cfg->backend);
+    // DPO_PROFILE_OPS=1: time every op of the backend (benchmarks/README.md).
+    if (backend_profile_enabled()) t->be = backend_profile_wrap(t->be);
     err[0] = '\0';
     bool opened = dataset_open(&t->ds, cfg->dataset_path, mesh->world, err, sizeof err) == 0;
     fatal_unless_all_ok(mesh, opened, "data.dataset_path", err);
@@ -525,6 +554,31 @@ static void print_banner(const trainer_t *t) {
                  t->mesh->dp_size, t->opt.n, lay->n_params);
 }
 
+// The reference side of a run: checks precomputed log-probs against this run's
+// reference, or loads the reference model (frozen) unless the run is reference-free.
+static void setup_reference(trainer_t *t) {
+    const dpo_config_t *cfg = t->cfg;
+    if (cfg->precomputed_reference_logprobs) {
+        if (!t->ds.train.has_ref)
+            dpo_fatal_all("dpo.precomputed_reference_logprobs = true, but %s holds no reference "
+                      "log-probs (run dpo_hpc --precompute-reference first)", cfg->dataset_path);
+        for (int i = 0; i < t->ds.n_val; i++)
+            if (!t->ds.val[i].has_ref)
+                dpo_fatal_all("%s: validation set %s has no reference log-probs", cfg->dataset_path,
+                          t->ds.val[i].name);
+        if (strcmp(t->ds.reference_model, t->ref_identity) != 0)
+            dpo_fatal_all("dpo.precomputed_reference_logprobs: %s stores log-probs of \"%s\", but this "
+                      "run's reference is \"%s\"", cfg->dataset_path, t->ds.reference_model,
+                      t->ref_identity);
+    } else if (!cfg->reference_free) {
+        // The reference is the initial policy (or dpo.reference_model), loaded before any
+        // resume so that it stays the frozen starting point.
+        make_model(t, &t->ref, cfg->reference_model[0] ? cfg->reference_model : cfg->model_name,
+                   false);
+        t->have_ref_model = true;
+    }
+}
+
 int trainer_train(const dpo_config_t *cfg, const dpo_mesh_t *mesh) {
     trainer_t t;
     char err[ERR_LEN];
@@ -533,26 +587,9 @@ int trainer_train(const dpo_config_t *cfg, const dpo_mesh_t *mesh) {
         dpo_fatal("logger.log_dir: %s", err);
     write_effective_config(cfg, mesh);
 
-    if (cfg->precomputed_reference_logprobs) {
-        if (!t.ds.train.has_ref)
-            dpo_fatal_all("dpo.precomputed_reference_logprobs = true, but %s holds no reference "
-                      "log-probs (run dpo_hpc --precompute-reference first)", cfg->dataset_path);
-        for (int i = 0; i < t.ds.n_val; i++)
-            if (!t.ds.val[i].has_ref)
-                dpo_fatal_all("%s: validation set %s has no reference log-probs", cfg->dataset_path,
-                          t.ds.val[i].name);
-        if (strcmp(t.ds.reference_model, t.ref_identity) != 0)
-            dpo_fatal_all("dpo.precomputed_reference_logprobs: %s stores log-probs of \"%s\", but this "
-                      "run's reference is \"%s\"", cfg->dataset_path, t.ds.reference_model,
-                      t.ref_identity);
-    } else if (!cfg->reference_free) {
-        // The reference is the initial policy (or dpo.reference_model), loaded before any
-        // resume so that it stays the frozen starting point.
-        make_model(&t, &t.ref, cfg->reference_model[0] ? cfg->reference_model : cfg->model_name,
-                   false);
-        t.have_ref_model = true;
-    }
+    setup_reference(&t);
     make_model(&t, &t.policy, cfg->model_name, true);
+    model_set_recompute(&t.policy, cfg->activation_checkpointing);
     optim_init(&t.opt, &t.policy, cfg->zero_stage);
     t.val_ref_cache = xcalloc((size_t)(t.ds.n_val > 0 ? t.ds.n_val : 1), sizeof(double *), "cache");
     t.st.seed = cfg->seed;
@@ -565,7 +602,9 @@ int trainer_train(const dpo_config_t *cfg, const dpo_mesh_t *mesh) {
     if (cfg->val_at_start && !resumed) run_validation(&t, 0.0);
     int64_t step0 = t.st.step;
     test_faults_t faults = test_faults_from_env();
+    install_stop_handlers();
     double t_loop = now_sec();
+    bool stopped = false;
     while (t.st.step < t.total_steps) {
         dpo_loss_stats_t st;
         double gnorm;
@@ -584,13 +623,57 @@ int trainer_train(const dpo_config_t *cfg, const dpo_mesh_t *mesh) {
         bool last = t.st.step == t.total_steps;
         if ((cfg->val_period > 0 && t.st.step % cfg->val_period == 0) || last)
             run_validation(&t, now_sec() - t_start);
-        if (cfg->ckpt_enabled && ((cfg->save_period > 0 && t.st.step % cfg->save_period == 0) || last))
+        bool saved = false;
+        if (cfg->ckpt_enabled && ((cfg->save_period > 0 && t.st.step % cfg->save_period == 0) || last)) {
             save_checkpoint(&t, now_sec() - t_start);
+            saved = true;
+        }
+        if (!last && stop_requested(mesh)) {
+            log_info("stop signal received: %s at step %lld", cfg->ckpt_enabled ?
+                     "saving a checkpoint and stopping" : "stopping (checkpointing is disabled, "
+                     "so nothing is saved)", (long long)t.st.step);
+            if (cfg->ckpt_enabled && !saved) save_checkpoint(&t, now_sec() - t_start);
+            stopped = true;
+            break;
+        }
     }
-    log_info("done: %lld steps in %.1f s", (long long)t.st.step, now_sec() - t_start);
+    log_info("%s: %lld steps in %.1f s", stopped ? "stopped early" : "done", (long long)t.st.step,
+             now_sec() - t_start);
     if (t.skipped_total > 0)
         log_info("skipped %lld step(s) with a non-finite loss or gradient norm",
                  (long long)t.skipped_total);
+    if (backend_profile_enabled() && mesh->world_rank == 0) backend_profile_report(stdout);
+    trainer_teardown(&t);
+    return stopped ? TRAINER_STOPPED_BY_SIGNAL : 0;
+}
+
+// ---------------------------------------------------------------------------
+// Evaluation only
+// ---------------------------------------------------------------------------
+
+int trainer_evaluate(const dpo_config_t *cfg, const dpo_mesh_t *mesh, const char *weights) {
+    trainer_t t;
+    char err[ERR_LEN];
+    trainer_setup(&t, cfg, mesh, false);
+    if (t.ds.n_val == 0)
+        dpo_fatal_all("--evaluate: %s has no validation split (dpo_prep --val NAME=FILE adds one)",
+                      cfg->dataset_path);
+    setup_reference(&t);   // as in training: from policy.model_name / dpo.reference_model
+    make_model(&t, &t.policy, weights, false);
+    // A checkpoint's records carry its step and epoch, so they line up with training's.
+    if (!hf_is_model_dir(weights) && ckpt_load_state(weights, &t.st, err, sizeof err) != 0)
+        dpo_fatal("--evaluate: %s", err);
+    t.val_ref_cache = xcalloc((size_t)t.ds.n_val, sizeof(double *), "cache");
+    if (mesh->world_rank == 0 && util_mkdir_p(cfg->log_dir, err, sizeof err) != 0)
+        dpo_fatal("logger.log_dir: %s", err);
+    log_info("evaluating %s against the reference %s on %d validation set(s) of %s", weights,
+             t.ref_identity, t.ds.n_val, cfg->dataset_path);
+    if (metrics_open_named(&t.metrics, cfg->log_dir, "eval.jsonl", mesh->world_rank == 0, false,
+                           err, sizeof err) != 0)
+        dpo_fatal("logger.log_dir: %s", err);
+    double t0 = now_sec();
+    run_validation(&t, 0.0);
+    log_info("evaluation done in %.1f s; records in %s/eval.jsonl", now_sec() - t0, cfg->log_dir);
     trainer_teardown(&t);
     return 0;
 }

@@ -162,6 +162,7 @@ static const char *ALL_KEYS =
     "  max_grad_norm = 0.5;\n"
     "  tensor_parallel_size = 2;\n"
     "  zero_stage = 0;\n"
+    "  activation_checkpointing = true;\n"
     "  optimizer = {\n"
     "    lr = 2e-5;\n"
     "    weight_decay = 0.01;\n"
@@ -203,7 +204,7 @@ static const char *ALL_KEYS =
     "  resume = true;\n"
     "};\n"
     "logger = { log_dir = \"out/logs\"; };\n"
-    "cluster = { backend = \"cpu\"; num_threads = 4; };\n";
+    "cluster = { backend = \"cpu\"; matmul_precision = \"tf32\"; num_threads = 4; };\n";
 
 // ---------------------------------------------------------------------------------
 // tests
@@ -216,12 +217,13 @@ static void test_defaults(void) {
     CHECK(d.model.vocab_size == 258 && d.model.hidden_size == 64);
     CHECK(d.model.num_hidden_layers == 2 && d.model.num_attention_heads == 4);
     CHECK(d.model.num_key_value_heads == 2 && d.model.head_dim == 0);
-    CHECK(d.model.intermediate_size == 176 && d.zero_stage == 1);
+    CHECK(d.model.intermediate_size == 176 && d.zero_stage == 1 && !d.activation_checkpointing);
     CHECK(d.train_global_batch_size == 32 && d.train_micro_batch_size == 4);
     CHECK(d.lr == 5e-6f && d.beta1 == 0.9f && d.beta2 == 0.98f && d.weight_decay == 0.1f);
     CHECK(d.beta == 0.1f && d.n_loss_types == 1 && d.loss_type[0] == LOSS_SIGMOID);
     CHECK(d.loss_weights[0] == 1.0f && d.seed == 42 && d.max_num_epochs == 1);
     CHECK(strcmp(d.backend, "cpu") == 0 && strcmp(d.log_dir, "results") == 0);
+    CHECK(strcmp(d.matmul_precision, "bf16") == 0);
     CHECK(strcmp(d.checkpoint_dir, "results/checkpoints") == 0 && d.save_period == 50);
     CHECK(d.shuffle && d.val_at_start && !d.ckpt_enabled);
 
@@ -259,6 +261,7 @@ static void check_all_keys(const dpo_config_t *c) {
     CHECK(c->train_global_batch_size == 64 && c->train_micro_batch_size == 8);
     CHECK(c->max_total_sequence_length == 1024 && c->logprob_chunk_size == 128);
     CHECK(c->max_grad_norm == 0.5f && c->tensor_parallel_size == 2 && c->zero_stage == 0);
+    CHECK(c->activation_checkpointing);
     CHECK(c->lr == 2e-5f && c->weight_decay == 0.01f && c->adam_eps == 1e-6f);
     CHECK(c->beta1 == 0.8f && c->beta2 == 0.95f);
     CHECK(c->sched_type == SCHED_COSINE && c->warmup_steps == 10 && c->min_lr_ratio == 0.1f);
@@ -280,6 +283,7 @@ static void check_all_keys(const dpo_config_t *c) {
     CHECK(c->higher_is_better && c->resume);
     CHECK(strcmp(c->log_dir, "out/logs") == 0);
     CHECK(strcmp(c->backend, "cpu") == 0 && c->num_threads == 4);
+    CHECK(strcmp(c->matmul_precision, "tf32") == 0);
 }
 
 static void test_every_key(void) {
@@ -557,10 +561,24 @@ static void test_errors(void) {
                  "checkpointing.save_period", "> 0");
     EXPECT_ERROR(MINIMAL "checkpointing = { keep_top_k = -1; };\n", 0, NULL,
                  "checkpointing.keep_top_k");
-#ifndef DPO_HAVE_CUDA
+#ifdef DPO_HAVE_CUDA
+    {  // a CUDA build accepts "cuda" (whether a device is visible is checked at start-up)
+        dpo_config_t c;
+        char err[512];
+        int rc = load_text(&c, MINIMAL "cluster = { backend = \"cuda\"; matmul_precision = "
+                                       "\"fp32\"; };\n", 0, NULL, err, sizeof err);
+        CHECK(rc == 0);
+        if (rc) fprintf(stderr, "  %s\n", err);
+        CHECK(rc == 0 && strcmp(c.backend, "cuda") == 0 && strcmp(c.matmul_precision, "fp32") == 0);
+    }
+#else
     EXPECT_ERROR(MINIMAL "cluster = { backend = \"cuda\"; };\n", 0, NULL, "cluster.backend",
-                 "not part of this build");
+                 "no CUDA backend in this build");
 #endif
+    EXPECT_ERROR(MINIMAL "cluster = { matmul_precision = \"fp16\"; };\n", 0, NULL,
+                 "cluster.matmul_precision", "fp16");
+    EXPECT_ERROR(MINIMAL "cluster = { matmul_precision = \"BF16\"; };\n", 0, NULL,
+                 "cluster.matmul_precision", "\"bf16\", \"tf32\" or \"fp32\"");
     EXPECT_ERROR(MINIMAL "cluster = { backend = \"tpu\"; };\n", 0, NULL, "cluster.backend", "tpu");
     char longstr[DPO_NAME_MAX + 256];
     snprintf(longstr, sizeof longstr, MINIMAL "cluster = { backend = \"%0*d\"; };\n", DPO_NAME_MAX, 0);

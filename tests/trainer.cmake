@@ -20,3 +20,16 @@ dpo_script_test(test_zero zero.sh)
 set_tests_properties(test_zero PROPERTIES PROCESSORS 2)
 dpo_script_test(test_reshard reshard.sh)
 set_tests_properties(test_reshard PROPERTIES PROCESSORS 2)
+dpo_script_test(test_signal_checkpoint signal_checkpoint.sh)
+set_tests_properties(test_signal_checkpoint PROPERTIES PROCESSORS 2)
+# cluster.backend = "cuda" where it cannot run (no CUDA in the build, or no device
+# visible): one clear error, exit 1, nothing written. Runs on any machine.
+dpo_script_test(test_cuda_unavailable cuda_unavailable.sh)
+set_tests_properties(test_cuda_unavailable PROPERTIES PROCESSORS 2)
+# The CUDA backend against the CPU backend over 4 steps (1 rank; DP = 2 and TP = 2
+# with 2 GPUs). Skips without a GPU.
+dpo_script_test(test_gpu_step gpu_step.sh)
+set_tests_properties(test_gpu_step PROPERTIES LABELS gpu)
+dpo_script_test(test_evaluate evaluate.sh)
+dpo_script_test(test_recompute recompute.sh)
+set_tests_properties(test_recompute PROPERTIES PROCESSORS 2)

@@ -53,6 +53,7 @@ typedef struct {
     float max_grad_norm;             // 0 = no clipping
     int tensor_parallel_size;
     int zero_stage;                  // 0: replicated optimizer; 1: moments sharded over DP
+    bool activation_checkpointing;   // recompute each layer's forward in the backward
     float lr;
     float weight_decay;
     float beta1, beta2;
@@ -107,6 +108,7 @@ typedef struct {
 
     // cluster
     char backend[DPO_NAME_MAX];      // "cpu" or "cuda"
+    char matmul_precision[DPO_NAME_MAX];  // CUDA matmuls: "bf16", "tf32" or "fp32"
     int num_threads;                 // OpenMP threads per rank; 0 = cores / local ranks
 } dpo_config_t;
 

@@ -31,6 +31,9 @@ typedef struct {
 // Rank 0 opens <log_dir>/metrics.jsonl (appending when resuming, else truncating).
 int metrics_open(dpo_metrics_t *m, const char *log_dir, bool is_root, bool append, char *err,
                  size_t err_len);
+// The same for <log_dir>/<name> (the evaluation mode writes eval.jsonl).
+int metrics_open_named(dpo_metrics_t *m, const char *log_dir, const char *name, bool is_root,
+                       bool append, char *err, size_t err_len);
 // Appends one JSON record and prints one line (rank 0 only; no-op elsewhere).
 void metrics_log(dpo_metrics_t *m, const dpo_metrics_ctx_t *ctx, const dpo_loss_stats_t *st);
 void metrics_close(dpo_metrics_t *m);

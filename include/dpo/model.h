@@ -17,6 +17,8 @@
 #include "dpo/config.h"
 #include "dpo/mesh.h"
 
+struct comm_subgroup;  // comm.h
+
 #define DPO_TENSOR_NAME_MAX 96
 
 typedef enum {
@@ -91,10 +93,14 @@ typedef struct {
     size_t n_alloc;
     int max_tokens;      // packed tokens per micro-batch this model was sized for
     int chunk;           // rows of logits per log-prob chunk
+    // Activation recomputation: the forward keeps only each layer's input and the
+    // backward re-runs the layer's forward before its backward (one shared set of
+    // layer activations instead of one per layer).
+    bool recompute;
     dpo_model_acts_t *acts;
     // Trainable with kv_replicas > 1: the TP ranks holding the same KV head (their
-    // K/V gradients are summed over it); MPI_COMM_NULL otherwise.
-    MPI_Comm kv_comm;
+    // K/V gradients are summed over it); NULL otherwise.
+    struct comm_subgroup *kv_comm;
 } dpo_model_t;
 
 // Allocates parameters (zero), gradients when trainable, and activations.
@@ -102,6 +108,9 @@ int model_init(dpo_model_t *m, const dpo_backend_t *be, const dpo_mesh_t *mesh,
                const dpo_model_config_t *cfg, bool trainable, int max_tokens, int chunk,
                char *err, size_t err_len);
 void model_free(dpo_model_t *m);
+// Switches activation recomputation on or off for a trainable model (reallocates
+// the activations; call between steps). Gradients are bit-identical either way.
+void model_set_recompute(dpo_model_t *m, bool on);
 // Normal(0, initializer_range) matrices, ones for norm weights, zero biases. The
 // values depend only on (seed, tensor name, element index in the full tensor), so
 // every TP layout initialises the same logical model.
