@@ -11,7 +11,7 @@ packages=(
   libjansson-dev libpcre2-dev libutf8proc-dev
   libopenblas-openmp-dev
   libomp-dev
-  python3
+  python3 python3-yaml
   gnuplot-nox
   shellcheck
 )
