@@ -75,8 +75,7 @@ class Translator:
             vgbs = self.get("dpo.val_global_batch_size", 32)
             self.set("dpo.val_max_pairs", int(vb) * int(vgbs),
                      "dpo.val_batches x dpo.val_global_batch_size")
-        self.drop("dpo.val_micro_batch_size",
-                  "each rank runs val_global_batch_size / data-parallel size pairs per forward")
+        self.copy("dpo.val_micro_batch_size")
 
     def policy(self):
         name = self.get("policy.model_name")

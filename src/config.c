@@ -96,6 +96,7 @@ static const cfg_key_t KEYS[] = {
     KI("dpo.val_period", val_period),
     KB("dpo.val_at_start", val_at_start),
     KI("dpo.val_global_batch_size", val_global_batch_size),
+    KI("dpo.val_micro_batch_size", val_micro_batch_size),
     KI("dpo.val_max_pairs", val_max_pairs),
     KF("dpo.reference_policy_kl_penalty", beta),
     KF("dpo.preference_loss_weight", preference_loss_weight),
@@ -1114,6 +1115,7 @@ static int validate_impl(const dpo_config_t *c, verr_t *v) {
     POS_INT("dpo.max_num_epochs", c->max_num_epochs);
     NONNEG_INT("dpo.val_period", c->val_period);
     POS_INT("dpo.val_global_batch_size", c->val_global_batch_size);
+    NONNEG_INT("dpo.val_micro_batch_size", c->val_micro_batch_size);
     NONNEG_INT("dpo.val_max_pairs", c->val_max_pairs);
     POS_FLOAT("dpo.reference_policy_kl_penalty", c->beta);
     NONNEG_FLOAT("dpo.preference_loss_weight", c->preference_loss_weight);

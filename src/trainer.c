@@ -240,6 +240,10 @@ static void trainer_setup(trainer_t *t, const dpo_config_t *cfg, const dpo_mesh_
         dpo_fatal_all("dpo.val_global_batch_size (%d) must be a multiple of the data-parallel "
                       "size (%d)", cfg->val_global_batch_size, dp);
     t->val_micro = cfg->val_global_batch_size / dp;
+    // Forward-only micro-batches are no larger than training's unless asked: the
+    // activations are sized for the larger of the two.
+    int vm = cfg->val_micro_batch_size > 0 ? cfg->val_micro_batch_size : t->micro;
+    if (vm < t->val_micro) t->val_micro = vm;
     int cap = t->micro > t->val_micro ? t->micro : t->val_micro;
     batch_alloc(&t->batch, cap, 2 * cap * longest);
     t->seq_logps = xcalloc(2 * (size_t)cap, sizeof(double), "log-probs");

@@ -7,7 +7,7 @@ YAML=$SRC/tests/data/nemo_rl_dpo.yaml
 python3 "$CONV" "$YAML" --backend cpu --dataset data.h5 -o run.cfg dpo.sft_loss_weight=0.1 2> conv.err
 # Each translated value, including the ${...} interpolation and the scheduler list.
 for want in 'lr = 5e-06;' 'eps = 1e-5;' 'betas = \[0.9, 0.98\];' 'warmup_steps = 10;' 'type = "constant";' \
-            'metric_name = "val:default/loss";' 'val_max_pairs = 256;' 'sft_average_log_probs = false;' \
+            'metric_name = "val:default/loss";' 'val_max_pairs = 256;' 'val_micro_batch_size = 1;' 'sft_average_log_probs = false;' \
             'sft_loss_weight = 0.1;' 'reference_policy_kl_penalty = 0.05;' 'tensor_parallel_size = 1;' \
             'matmul_precision = "bf16";' 'activation_checkpointing = false;' 'backend = "cpu";' 'dataset_path = "data.h5";'; do
   grep -q "$want" run.cfg || { cat run.cfg; fail "run.cfg lacks: $want"; }

@@ -177,6 +177,7 @@ static const char *ALL_KEYS =
     "  val_period = 10;\n"
     "  val_at_start = false;\n"
     "  val_global_batch_size = 16;\n"
+    "  val_micro_batch_size = 8;\n"
     "  val_max_pairs = 64;\n"
     "  reference_policy_kl_penalty = 0.05;\n"
     "  preference_loss_weight = 0.5;\n"
@@ -267,6 +268,7 @@ static void check_all_keys(const dpo_config_t *c) {
     CHECK(c->sched_type == SCHED_COSINE && c->warmup_steps == 10 && c->min_lr_ratio == 0.1f);
     CHECK(c->max_num_steps == 100 && c->max_num_epochs == 3 && c->val_period == 10);
     CHECK(!c->val_at_start && c->val_global_batch_size == 16 && c->val_max_pairs == 64);
+    CHECK(c->val_micro_batch_size == 8);
     CHECK(c->beta == 0.05f && c->preference_loss_weight == 0.5f && c->sft_loss_weight == 0.2f);
     CHECK(c->preference_average_log_probs && c->sft_average_log_probs);
     CHECK(c->n_loss_types == 4 && c->loss_type[0] == LOSS_SIGMOID && c->loss_type[1] == LOSS_IPO);

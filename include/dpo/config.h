@@ -73,6 +73,7 @@ typedef struct {
     int val_period;                  // 0 = no periodic validation
     bool val_at_start;
     int val_global_batch_size;       // pairs per validation batch
+    int val_micro_batch_size;        // pairs per validation forward per rank; 0 = train micro
     int val_max_pairs;               // 0 = whole validation sets
     float beta;                      // dpo.reference_policy_kl_penalty
     float preference_loss_weight;
