@@ -231,6 +231,24 @@ static void cpu_rope_bwd(float *dx, const int32_t *pos, int T, int H, int D, flo
 }
 
 // ------------------------------------------------------------- attention ----
+//
+// Blocked on sgemm. A query tile is m consecutive rows of one query head of one
+// sequence, at positions r0..r0+m-1; causality means it sees keys 0..r0+m-1, so
+// its scores S (m, r0+m) are one sgemm, the softmax runs row by row in fp32 (row
+// max over the keys the row sees, a vectorised exp within 2 ulp of libm's, the sum
+// in double as in the scalar reference, tests/attention_ref.c), and P V is one
+// more sgemm. Keys past a
+// row's position (the upper part of the diagonal block) get P = 0, which adds
+// nothing to the products. The forward, the backward and the cached forward all
+// run these tile routines, so a row's arithmetic is the same code in all three.
+
+// Query rows per tile: enough for sgemm to run near peak, small enough that the
+// score block of a tile stays in L2 for sequences up to a few thousand tokens.
+#define ATT_BR 64
+// Cap on one tile's score block (floats, 1 MiB): for sequences longer than
+// ATT_S_FLOATS / ATT_BR keys the tile gets fewer rows, so scratch never grows
+// with T x T.
+#define ATT_S_FLOATS (1 << 18)
 
 static int max_seqlen(const int32_t *cu, int nseq) {
     int m = 0;
@@ -248,117 +266,252 @@ static void check_gqa(int H, int Hkv) {
     }
 }
 
+// Query rows per tile when the tile's rows may see up to `keys` keys.
+static int att_tile_rows(int keys) {
+    int br = keys > 0 ? ATT_S_FLOATS / keys : ATT_BR;
+    return br > ATT_BR ? ATT_BR : br < 1 ? 1 : br;
+}
+
+// Scratch floats one tile of a sequence of len tokens needs for its score block.
+static size_t att_scratch(int len) { return (size_t)att_tile_rows(len) * (len > 0 ? len : 1); }
+
+// The sgemms run inside an OpenMP team, one task per thread, and must not spawn
+// threads of their own. The OpenMP build of OpenBLAS (the one CMake prefers)
+// runs single-threaded inside an active parallel region by itself; a pthreads
+// build has to be told. Returns the thread count to restore.
+static int blas_serial_begin(void) {
+    if (openblas_get_parallel() == 2) return 0;   // 2 = OpenMP build
+    int n = openblas_get_num_threads();
+    if (n > 1) openblas_set_num_threads(1);
+    return n;
+}
+
+static void blas_serial_end(int n) {
+    if (n > 1) openblas_set_num_threads(n);
+}
+
+// p[j] = exp(p[j] - sub), j < n, in fp32 to within 2 ulp (1.7 measured), written
+// so GCC vectorises it: libm's expf is a scalar call per score and was the largest
+// cost left after the sgemms. exp(x) = 2^k e^r with k = round(x / ln 2) and
+// r = x - k ln 2 in two parts (|r| <= ln2/2); e^r by its Taylor series to degree 7
+// (truncation 1e-8 relative); 2^k assembled from k's bits. x is clamped to
+// [-88, 88] first, in a pass of its own: a select stored to memory vectorises, one
+// feeding more arithmetic does not (under -ftrapping-math). At k = -127
+// (x < -87.7) 2^k comes out +0, so results that expf gives as subnormals, and
+// exp(-inf), are 0. NaN stays NaN; no float-to-int conversion, so no UB on it.
+static void att_exp_row(float *p, int n, float sub) {
+    for (int j = 0; j < n; j++) {
+        float x = p[j] - sub;
+        x = x > 88.0f ? 88.0f : x;
+        p[j] = x < -88.0f ? -88.0f : x;
+    }
+    for (int j = 0; j < n; j++) {
+        float x = p[j];
+        float t = x * 1.44269504f + 12582912.0f;   // 1.5 * 2^23 + k: k in the low bits
+        float kf = t - 12582912.0f;
+        float r = x - kf * 0.693145752f;   // ln 2 high part: kf * it is exact
+        r = r - kf * 1.42860677e-06f;      // ln 2 low part
+        float e = 1.0f / 5040.0f;
+        e = e * r + 1.0f / 720.0f;
+        e = e * r + 1.0f / 120.0f;
+        e = e * r + 1.0f / 24.0f;
+        e = e * r + 1.0f / 6.0f;
+        e = e * r + 0.5f;
+        e = e * r + 1.0f;
+        e = e * r + 1.0f;
+        uint32_t tb;
+        memcpy(&tb, &t, sizeof tb);
+        uint32_t bits = (tb - 0x4B400000u + 127u) << 23;   // biased exponent k + 127
+        float two_k;
+        memcpy(&two_k, &bits, sizeof two_k);
+        p[j] = e * two_k;
+    }
+}
+
+// Max of p[0..n-1] in 8 fixed lanes (vectorisable, same result for any order).
+static float att_rowmax(const float *p, int n) {
+    float m8[8] = {-INFINITY, -INFINITY, -INFINITY, -INFINITY,
+                   -INFINITY, -INFINITY, -INFINITY, -INFINITY};
+    int j = 0;
+    for (; j + 8 <= n; j += 8) {
+        for (int l = 0; l < 8; l++) m8[l] = p[j + l] > m8[l] ? p[j + l] : m8[l];
+    }
+    float mx = -INFINITY;
+    for (; j < n; j++) mx = p[j] > mx ? p[j] : mx;
+    for (int l = 0; l < 8; l++) mx = m8[l] > mx ? m8[l] : mx;
+    return mx;
+}
+
+// Sum of p[0..n-1] in double, in 4 lanes of fixed order (a serial double chain
+// costs more than the vectorised exps).
+static double att_rowsum(const float *p, int n) {
+    double s4[4] = {0.0, 0.0, 0.0, 0.0};
+    int j = 0;
+    for (; j + 4 <= n; j += 4) {
+        for (int l = 0; l < 4; l++) s4[l] += p[j + l];
+    }
+    double sum = (s4[0] + s4[1]) + (s4[2] + s4[3]);
+    for (; j < n; j++) sum += p[j];
+    return sum;
+}
+
 static float dotf(const float *a, const float *b, int n) {
     float s = 0.0f;
     for (int i = 0; i < n; i++) s += a[i] * b[i];
     return s;
 }
 
-// One query row: p (i+1) scratch. Writes out row (D) and returns the lse.
-// q (D); k, v rows j = 0..i of this sequence at stride kvs floats.
-static float attn_row_fwd(float *o, float *p, const float *q, const float *k, const float *v,
-                          int i, size_t kvs, int D, float scale) {
-    float mx = -INFINITY;
-    for (int j = 0; j <= i; j++) {
-        p[j] = dotf(q, k + (size_t)j * kvs, D) * scale;
-        if (p[j] > mx) mx = p[j];
+// Forward of one query tile: q/o rows r0..r0+m-1 (stride qs), k/v rows 0..r0+m-1
+// of the sequence (stride kvs); s scratch (m, r0+m). Writes o (m, D) and, unless
+// lse is NULL, lse (m).
+static void attn_tile_fwd(float *o, float *lse, float *s, const float *q, const float *k,
+                          const float *v, int r0, int m, size_t qs, size_t kvs, int D,
+                          float scale) {
+    int n = r0 + m;   // keys the tile sees
+    // S (m, n) = scale * Q K^T
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, D, scale, q, (int)qs, k,
+                (int)kvs, 0.0f, s, n);
+    for (int i = 0; i < m; i++) {
+        float *p = s + (size_t)i * n;
+        int nv = r0 + i + 1;   // keys row i sees
+        float mx = att_rowmax(p, nv);
+        att_exp_row(p, nv, mx);
+        double sum = att_rowsum(p, nv);
+        float inv = (float)(1.0 / sum);
+        for (int j = 0; j < nv; j++) p[j] *= inv;
+        for (int j = nv; j < n; j++) p[j] = 0.0f;   // causal mask
+        if (lse) lse[i] = mx + (float)log(sum);
     }
-    double sum = 0.0;
-    for (int j = 0; j <= i; j++) {
-        p[j] = expf(p[j] - mx);
-        sum += p[j];
-    }
-    float inv = (float)(1.0 / sum);
-    for (int d = 0; d < D; d++) o[d] = 0.0f;
-    for (int j = 0; j <= i; j++) {
-        const float *vj = v + (size_t)j * kvs;
-        float pj = p[j] * inv;
-        for (int d = 0; d < D; d++) o[d] += pj * vj[d];
-    }
-    return mx + (float)log(sum);
+    // O (m, D) = P V
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, D, n, 1.0f, s, n, v, (int)kvs,
+                0.0f, o, (int)qs);
 }
 
-// Tasks are (sequence, query head) pairs; each thread keeps a scratch row of the
-// longest sequence's length (never T x T). The schedule is dynamic because causal
-// sequences of different lengths cost very different amounts; results stay bit
-// reproducible since every task computes and writes its own rows alone.
+typedef struct {
+    int s, r0, m;   // sequence, first row within it, rows
+} att_tile_t;
+
+// Query tiles of every sequence, the costliest (last) tiles of each sequence
+// first so the dynamic schedule does not end on a long tile. Caller frees.
+static att_tile_t *att_tiles(const int32_t *cu, int nseq, int *ntiles, size_t *scratch) {
+    int nt = 0;
+    *scratch = 1;
+    for (int s = 0; s < nseq; s++) {
+        int len = cu[s + 1] - cu[s], br = att_tile_rows(len);
+        nt += (len + br - 1) / br;
+        if (att_scratch(len) > *scratch) *scratch = att_scratch(len);
+    }
+    att_tile_t *t = malloc((size_t)(nt > 0 ? nt : 1) * sizeof *t);
+    if (!t) dpo_fatal("backend cpu: out of memory in attention");
+    int i = 0;
+    for (int s = 0; s < nseq; s++) {
+        int len = cu[s + 1] - cu[s], br = att_tile_rows(len);
+        for (int r0 = (len - 1) / br * br; len > 0 && r0 >= 0; r0 -= br) {
+            t[i++] = (att_tile_t){s, r0, len - r0 < br ? len - r0 : br};
+        }
+    }
+    *ntiles = nt;
+    return t;
+}
+
+// Tasks are (query tile, query head) pairs under a dynamic schedule (causal tiles
+// cost very different amounts); each task writes only its own rows of out and
+// lse, and its sums do not depend on which thread runs it, so results are bit
+// reproducible for any thread count. Scratch: one score block per thread.
 static void cpu_attention_fwd(float *out, float *lse, const float *q, const float *k,
                               const float *v, const int32_t *cu_seqlens, int nseq, int T, int H,
                               int Hkv, int D) {
     check_gqa(H, Hkv);
-    int G = H / Hkv;   // query heads per kv head
-    int L = max_seqlen(cu_seqlens, nseq);
+    int G = H / Hkv, nt;   // G: query heads per kv head
+    size_t sz;
+    att_tile_t *tiles = att_tiles(cu_seqlens, nseq, &nt, &sz);
     float scale = 1.0f / sqrtf((float)D);
     size_t qs = (size_t)H * D, kvs = (size_t)Hkv * D;   // token strides
+    int blas_threads = blas_serial_begin();
 #pragma omp parallel if ((long)T * H * D >= PAR_MIN / 8)
     {
-        float *p = malloc((size_t)(L > 0 ? L : 1) * sizeof(float));   // (L)
-        if (!p) dpo_fatal("backend cpu: out of memory in attention_fwd");
+        float *sbuf = malloc(sz * sizeof(float));   // (m, r0+m) of the current tile
+        if (!sbuf) dpo_fatal("backend cpu: out of memory in attention_fwd");
 #pragma omp for collapse(2) schedule(dynamic, 1)
-        for (int s = 0; s < nseq; s++) {
+        for (int ti = 0; ti < nt; ti++) {
             for (int h = 0; h < H; h++) {
-                int t0 = cu_seqlens[s], len = cu_seqlens[s + 1] - t0;
-                const float *kb = k + (size_t)t0 * kvs + (size_t)(h / G) * D;
-                const float *vb = v + (size_t)t0 * kvs + (size_t)(h / G) * D;
-                for (int i = 0; i < len; i++) {
-                    size_t t = (size_t)t0 + i;
-                    lse[(size_t)h * T + t] = attn_row_fwd(out + t * qs + (size_t)h * D, p,
-                                                          q + t * qs + (size_t)h * D, kb, vb, i,
-                                                          kvs, D, scale);
-                }
+                const att_tile_t *tl = &tiles[ti];
+                size_t t0 = (size_t)cu_seqlens[tl->s], t = t0 + tl->r0;
+                size_t kvoff = t0 * kvs + (size_t)(h / G) * D;
+                attn_tile_fwd(out + t * qs + (size_t)h * D, lse + (size_t)h * T + t, sbuf,
+                              q + t * qs + (size_t)h * D, k + kvoff, v + kvoff, tl->r0, tl->m,
+                              qs, kvs, D, scale);
             }
         }
-        free(p);
+        free(sbuf);
     }
+    blas_serial_end(blas_threads);
+    free(tiles);
 }
 
-// Tasks are (query row, head) pairs, each with its own scratch row; every row runs
-// attn_row_fwd as the full forward does, so cached and full results agree bit for bit.
+// The n new rows are tiles of the same routine as the forward, over the same keys
+// (0..row), with the same row arithmetic; only the sgemm shapes differ (fewer rows,
+// and a tile of the full forward sees keys up to its own last row). See backend.h
+// for what that means for equality with attention_fwd.
 static void cpu_attention_cached(float *out, const float *q, const float *k, const float *v,
                                  int n, int past, int H, int Hkv, int D) {
     check_gqa(H, Hkv);
-    int G = H / Hkv, L = past + n;
+    int G = H / Hkv, L = past + n, br = att_tile_rows(L), nt = (n + br - 1) / br;
     float scale = 1.0f / sqrtf((float)D);
     size_t qs = (size_t)H * D, kvs = (size_t)Hkv * D;
+    int blas_threads = blas_serial_begin();
 #pragma omp parallel if ((long)L * H * D >= PAR_MIN / 8)
     {
-        float *p = malloc((size_t)(L > 0 ? L : 1) * sizeof(float));
-        if (!p) dpo_fatal("backend cpu: out of memory in attention_cached");
+        float *sbuf = malloc(att_scratch(L) * sizeof(float));   // (m, past+i0+m)
+        if (!sbuf) dpo_fatal("backend cpu: out of memory in attention_cached");
 #pragma omp for collapse(2) schedule(dynamic, 1)
-        for (int i = 0; i < n; i++) {
+        for (int ti = 0; ti < nt; ti++) {
             for (int h = 0; h < H; h++) {
-                size_t t = (size_t)i;
-                (void)attn_row_fwd(out + t * qs + (size_t)h * D, p, q + t * qs + (size_t)h * D,
-                                   k + (size_t)(h / G) * D, v + (size_t)(h / G) * D, past + i,
-                                   kvs, D, scale);
+                int i0 = (nt - 1 - ti) * br, m = n - i0 < br ? n - i0 : br;   // last tile first
+                size_t row = (size_t)i0 * qs + (size_t)h * D;
+                attn_tile_fwd(out + row, NULL, sbuf, q + row, k + (size_t)(h / G) * D,
+                              v + (size_t)(h / G) * D, past + i0, m, qs, kvs, D, scale);
             }
         }
-        free(p);
+        free(sbuf);
     }
+    blas_serial_end(blas_threads);
 }
 
-// Backward of one query row against keys 0..i, flash-attention style:
-// P = exp(S - lse), dP = dout . v, dS = P * (dP - delta) with delta = dout . out;
-// dq = scale * dS @ K, dk += scale * dS^T q, dv += P^T dout.
-static void attn_row_bwd(float *dq, float *dkb, float *dvb, const float *go, float delta,
-                         float lse, const float *q, const float *kb, const float *vb, int i,
-                         size_t kvs, int D, float scale) {
-    for (int d = 0; d < D; d++) dq[d] = 0.0f;
-    for (int j = 0; j <= i; j++) {
-        const float *kj = kb + (size_t)j * kvs, *vj = vb + (size_t)j * kvs;
-        float pj = expf(dotf(q, kj, D) * scale - lse);
-        float ds = pj * (dotf(go, vj, D) - delta) * scale;
-        float *dkj = dkb + (size_t)j * kvs, *dvj = dvb + (size_t)j * kvs;
-        for (int d = 0; d < D; d++) {
-            dq[d] += ds * kj[d];
-            dkj[d] += ds * q[d];
-            dvj[d] += pj * go[d];
-        }
+// Backward of one query tile of one query head (rows r0..r0+m-1, keys
+// 0..r0+m-1), recomputing P from q, k and lse:
+//   P = exp(S - lse), dP = dO V^T, dS = P * (dP - delta) * scale with
+//   delta = rowsum(dO * O); dQ = dS K (overwritten), dK += dS^T Q, dV += P^T dO.
+// p, dp scratch (m, r0+m) each.
+static void attn_tile_bwd(float *dq, float *dk, float *dv, float *p, float *dp,
+                          const float *dout, const float *out, const float *lse, const float *q,
+                          const float *k, const float *v, int r0, int m, size_t qs, size_t kvs,
+                          int D, float scale) {
+    int n = r0 + m;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, D, scale, q, (int)qs, k,
+                (int)kvs, 0.0f, p, n);   // S (m, n)
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, D, 1.0f, dout, (int)qs, v,
+                (int)kvs, 0.0f, dp, n);   // dP (m, n)
+    for (int i = 0; i < m; i++) {
+        float *pi = p + (size_t)i * n, *di = dp + (size_t)i * n;
+        float delta = dotf(dout + (size_t)i * qs, out + (size_t)i * qs, D), l = lse[i];
+        int nv = r0 + i + 1;
+        att_exp_row(pi, nv, l);
+        for (int j = 0; j < nv; j++) di[j] = pi[j] * (di[j] - delta) * scale;
+        for (int j = nv; j < n; j++) pi[j] = di[j] = 0.0f;   // causal mask
     }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, D, n, 1.0f, dp, n, k, (int)kvs,
+                0.0f, dq, (int)qs);   // dQ (m, D)
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n, D, m, 1.0f, dp, n, q, (int)qs,
+                1.0f, dk, (int)kvs);   // dK (n, D) +=
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n, D, m, 1.0f, p, n, dout, (int)qs,
+                1.0f, dv, (int)kvs);   // dV (n, D) +=
 }
 
-// Tasks are (sequence, kv head) pairs: a task owns dk/dv of its kv head within
-// its sequence and dq of the G query heads that share it, so nothing races.
+// Tasks are (sequence, kv head) pairs: a task owns dk/dv of its kv head within its
+// sequence and dq of the G query heads that share it, so nothing races, and it
+// adds the tiles' contributions to dk/dv in a fixed order (query head, then tile),
+// so results do not depend on the thread count.
 static void cpu_attention_bwd(float *dq, float *dk, float *dv, const float *dout,
                               const float *out, const float *lse, const float *q,
                               const float *k, const float *v, const int32_t *cu_seqlens,
@@ -367,26 +520,35 @@ static void cpu_attention_bwd(float *dq, float *dk, float *dv, const float *dout
     int G = H / Hkv;
     float scale = 1.0f / sqrtf((float)D);
     size_t qs = (size_t)H * D, kvs = (size_t)Hkv * D;
-#pragma omp parallel for collapse(2) schedule(dynamic, 1) if ((long)T * H * D >= PAR_MIN / 8)
-    for (int s = 0; s < nseq; s++) {
-        for (int g = 0; g < Hkv; g++) {
-            int t0 = cu_seqlens[s], len = cu_seqlens[s + 1] - t0;
-            size_t kvoff = (size_t)t0 * kvs + (size_t)g * D;
-            for (int j = 0; j < len; j++) {   // overwrite semantics: clear our rows
-                memset(dk + kvoff + (size_t)j * kvs, 0, (size_t)D * sizeof(float));
-                memset(dv + kvoff + (size_t)j * kvs, 0, (size_t)D * sizeof(float));
-            }
-            for (int h = g * G; h < (g + 1) * G; h++) {
-                for (int i = 0; i < len; i++) {
-                    size_t off = ((size_t)t0 + i) * qs + (size_t)h * D;
-                    float delta = dotf(dout + off, out + off, D);
-                    attn_row_bwd(dq + off, dk + kvoff, dv + kvoff, dout + off, delta,
-                                 lse[(size_t)h * T + t0 + i], q + off, k + kvoff, v + kvoff, i,
-                                 kvs, D, scale);
+    size_t sz = att_scratch(max_seqlen(cu_seqlens, nseq));
+    int blas_threads = blas_serial_begin();
+#pragma omp parallel if ((long)T * H * D >= PAR_MIN / 8)
+    {
+        float *p = malloc(2 * sz * sizeof(float)), *dp = p + sz;   // (m, r0+m) each
+        if (!p) dpo_fatal("backend cpu: out of memory in attention_bwd");
+#pragma omp for collapse(2) schedule(dynamic, 1)
+        for (int s = 0; s < nseq; s++) {
+            for (int g = 0; g < Hkv; g++) {
+                int t0 = cu_seqlens[s], len = cu_seqlens[s + 1] - t0, br = att_tile_rows(len);
+                size_t kvoff = (size_t)t0 * kvs + (size_t)g * D;
+                for (int j = 0; j < len; j++) {   // overwrite semantics: clear our rows
+                    memset(dk + kvoff + (size_t)j * kvs, 0, (size_t)D * sizeof(float));
+                    memset(dv + kvoff + (size_t)j * kvs, 0, (size_t)D * sizeof(float));
+                }
+                for (int h = g * G; h < (g + 1) * G; h++) {
+                    for (int r0 = 0; r0 < len; r0 += br) {
+                        size_t t = (size_t)t0 + r0, off = t * qs + (size_t)h * D;
+                        attn_tile_bwd(dq + off, dk + kvoff, dv + kvoff, p, dp, dout + off,
+                                      out + off, lse + (size_t)h * T + t, q + off, k + kvoff,
+                                      v + kvoff, r0, len - r0 < br ? len - r0 : br, qs, kvs, D,
+                                      scale);
+                    }
                 }
             }
         }
+        free(p);
     }
+    blas_serial_end(blas_threads);
 }
 
 // ---------------------------------------------------------------- SwiGLU ----

@@ -1,7 +1,8 @@
 // test_ops.c — every op of the CPU backend against a plain double-precision
 // reference (forward) and against central finite differences of the scalar loss
 // L = sum(dout * forward(x)) (backward). Also: accumulate-vs-overwrite semantics of
-// the gradients, packed-vs-alone attention, a simulated vocabulary split (TP shards
+// the gradients, packed-vs-alone attention, the blocked attention against the scalar
+// one of attention_ref.c (and cached against full), a simulated vocabulary split (TP shards
 // with padding columns), and bit-identical results for 1 and several threads.
 #include <math.h>
 #include <stdint.h>
@@ -9,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "attention_ref.h"
 #include "dpo/backend.h"
 #include "testutil.h"
 
@@ -503,10 +505,86 @@ static void test_attention_cfg(int Hkv) {
     for (size_t i = 0; i < sizeof m / sizeof *m; i++) B->free(m[i]);
 }
 
+// The blocked kernels against the scalar reference of tests/attention_ref.c (the
+// backend's previous implementation, itself checked against the double reference
+// above through the same tests) on packed sequences of uneven lengths. Both sides
+// are fp32 and differ only in summation order (sgemm vs a serial loop) and in the
+// exp (backend: a polynomial within 2 ulp; reference: libm), so they agree to
+// rounding: each term of the sums has relative error ~1e-7, and a sum over n
+// terms of either sign drifts by ~sqrt(n) * 1e-7 relative to its largest terms,
+// a few 1e-6 at the 700 keys (and, for dk/dv, 4 heads x 700 queries) here.
+// Bounds, as max |err| / max |ref| per tensor: 1e-5 for out and lse, 5e-5 for the
+// gradients (their terms cancel more). The same bounds as the GPU test.
+//
+// attention_cached is then checked against the forward rows of the last sequence
+// at several cache splits: the same row arithmetic, but sgemms of other shapes,
+// which may sum a dot product in another order (backend.h), so 1e-5 as well;
+// how many rows came out bit-identical is printed.
+static void attn_vs_ref(const int *lens, int nseq, int H, int Hkv, int D) {
+    int32_t cu[16];
+    cu[0] = 0;
+    printf("attention vs scalar reference: H=%d Hkv=%d D=%d, sequences", H, Hkv, D);
+    for (int s = 0; s < nseq; s++) cu[s + 1] = cu[s] + lens[s], printf(" %d", lens[s]);
+    printf("\n");
+    int T = cu[nseq];
+    size_t nq = (size_t)T * H * D, nkv = (size_t)T * Hkv * D, nl = (size_t)H * T;
+    float *q = rnd(nq, 61, -2, 2), *k = rnd(nkv, 62, -2, 2), *v = rnd(nkv, 63, -1, 1);
+    float *dout = rnd(nq, 64, -1, 1);
+    float *out = filled(nq, NAN), *lse = filled(nl, NAN), *oref = B->alloc(nq * 4);
+    float *lref = B->alloc(nl * 4);
+    B->attention_fwd(out, lse, q, k, v, cu, nseq, T, H, Hkv, D);
+    attention_ref_fwd(oref, lref, q, k, v, cu, nseq, T, H, Hkv, D);
+    double e_out = test_rel_err(out, oref, nq), e_lse = test_rel_err(lse, lref, nl);
+    // Backward of both from the same saved out/lse, so only the backward differs.
+    float *dq = filled(nq, NAN), *dk = filled(nkv, NAN), *dv = filled(nkv, NAN);
+    float *dqr = B->alloc(nq * 4), *dkr = B->alloc(nkv * 4), *dvr = B->alloc(nkv * 4);
+    B->attention_bwd(dq, dk, dv, dout, out, lse, q, k, v, cu, nseq, T, H, Hkv, D);
+    attention_ref_bwd(dqr, dkr, dvr, dout, out, lse, q, k, v, cu, nseq, T, H, Hkv, D);
+    double e_dq = test_rel_err(dq, dqr, nq), e_dk = test_rel_err(dk, dkr, nkv), e_dv = test_rel_err(dv, dvr, nkv);
+    printf("  out %.2e lse %.2e dq %.2e dk %.2e dv %.2e (max |err| / max |ref|)\n", e_out, e_lse,
+           e_dq, e_dk, e_dv);
+    CHECK(e_out <= 1e-5 && e_lse <= 1e-5);
+    CHECK(e_dq <= 5e-5 && e_dk <= 5e-5 && e_dv <= 5e-5);
+
+    int t0 = cu[nseq - 1], len = lens[nseq - 1];
+    size_t qs = (size_t)H * D, kvs = (size_t)Hkv * D;
+    int splits[][2] = {{0, len}, {len - 1, 1}, {len / 3, len - len / 3}, {len / 2, 3}};
+    float *co = B->alloc((size_t)len * qs * 4), *cr = B->alloc((size_t)len * qs * 4);
+    for (size_t c = 0; c < sizeof splits / sizeof *splits; c++) {
+        int past = splits[c][0], n = splits[c][1];
+        if (n <= 0 || past + n > len) continue;
+        const float *qc = q + ((size_t)t0 + past) * qs;
+        B->attention_cached(co, qc, k + (size_t)t0 * kvs, v + (size_t)t0 * kvs, n, past, H, Hkv,
+                            D);
+        attention_ref_cached(cr, qc, k + (size_t)t0 * kvs, v + (size_t)t0 * kvs, n, past, H, Hkv,
+                             D);
+        const float *fr = out + ((size_t)t0 + past) * qs;   // the forward's rows
+        int same = 0;
+        for (int i = 0; i < n; i++) same += memcmp(co + i * qs, fr + i * qs, qs * 4) == 0;
+        double e_fwd = test_rel_err(co, fr, (size_t)n * qs), e_ref = test_rel_err(co, cr, (size_t)n * qs);
+        printf("  cached past=%d n=%d: vs forward rows %.2e (%d of %d rows bit-identical), "
+               "vs reference %.2e\n",
+               past, n, e_fwd, same, n, e_ref);
+        CHECK(e_fwd <= 1e-5 && e_ref <= 1e-5);
+    }
+    float *m[] = {q, k, v, dout, out, lse, oref, lref, dq, dk, dv, dqr, dkr, dvr, co, cr};
+    for (size_t i = 0; i < sizeof m / sizeof *m; i++) B->free(m[i]);
+}
+
 static void test_attention(void) {
     test_attention_cfg(2);   // GQA
     test_attention_cfg(4);   // plain multi-head
     test_attention_cfg(1);   // multi-query
+    // Lengths 1, around and not multiples of the 64-row tile, several tiles;
+    // GQA 4:1 and multi-head; D = 8, 64, 128.
+    static const int a[] = {1, 37, 64, 65, 0, 130, 300}, b[] = {300, 1, 700},
+                     c[] = {129, 5, 700}, d[] = {3, 5000};
+    attn_vs_ref(a, 7, 8, 2, 8);
+    attn_vs_ref(b, 3, 4, 1, 64);
+    attn_vs_ref(c, 3, 8, 2, 128);
+    attn_vs_ref(c, 3, 2, 2, 64);
+    // Long enough that a tile gets fewer than 64 rows (score block capped).
+    attn_vs_ref(d, 2, 2, 1, 8);
 }
 
 // ----------------------------------------------------------------- SwiGLU ----
@@ -780,6 +858,8 @@ static void run_big(snap_t *s) {
     B->attention_fwd(out, lse, q, k, v, cu, 4, T, H, HKV, D);
     B->attention_bwd(dq, dk, dv, dout, out, lse, q, k, v, cu, 4, T, H, HKV, D);
     snap(s, out, NQ), snap(s, lse, H * T), snap(s, dq, NQ), snap(s, dk, NKV), snap(s, dv, NKV);
+    B->attention_cached(dq, q + 40 * H * D, k, v, 60, 40, H, HKV, D);   // sequence 0, 40 cached
+    snap(s, dq, 60 * H * D);
     // rope, forward then backward, on (256, 8, 64)
     enum { RT = 256, RH = 8, RD = 64, RN = RT * RH * RD };
     float *rx = rnd(RN, 105, -1, 1);
