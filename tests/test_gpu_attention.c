@@ -16,17 +16,6 @@
 #include "dpo/backend.h"
 #include "testutil.h"
 
-// max |a - b| / max |b| over n values (NaN in a counts as infinitely wrong).
-static double rel_err(const float *a, const float *b, size_t n) {
-    double e = 0.0, m = 1e-30;
-    for (size_t i = 0; i < n; i++) {
-        double d = fabs((double)a[i] - (double)b[i]);
-        if (!(d <= e)) e = isnan(d) ? INFINITY : d;
-        if (fabs((double)b[i]) > m) m = fabs((double)b[i]);
-    }
-    return e / m;
-}
-
 static void *dev_copy(const dpo_backend_t *G, const void *host, size_t bytes) {
     void *d = G->alloc(bytes);
     G->to_device(d, host, bytes);
@@ -78,9 +67,9 @@ static void compare(const dpo_backend_t *G, const int *lens, int nseq, int H, in
     G->to_host(dk_g, dk_d, nkv * 4);
     G->to_host(dv_g, dv_d, nkv * 4);
 
-    double e_out = rel_err(out_g, out_c, nq), e_lse = rel_err(lse_g, lse_c, nl);
-    double e_dq = rel_err(dq_g, dq_c, nq), e_dk = rel_err(dk_g, dk_c, nkv);
-    double e_dv = rel_err(dv_g, dv_c, nkv);
+    double e_out = test_rel_err(out_g, out_c, nq), e_lse = test_rel_err(lse_g, lse_c, nl);
+    double e_dq = test_rel_err(dq_g, dq_c, nq), e_dk = test_rel_err(dk_g, dk_c, nkv);
+    double e_dv = test_rel_err(dv_g, dv_c, nkv);
 
     // Cached attention over the last sequence: its first `past` tokens are the
     // cache, the remaining n rows are the new queries.
@@ -94,7 +83,7 @@ static void compare(const dpo_backend_t *G, const int *lens, int nseq, int H, in
     C->attention_cached(cout_c, q + ((size_t)t0 + past) * qs, k + (size_t)t0 * kvs,
                         v + (size_t)t0 * kvs, n, past, H, Hkv, D);
     const float *fwd_rows = out_g + ((size_t)t0 + past) * qs;
-    double e_cached = rel_err(cout_g, cout_c, (size_t)n * qs);
+    double e_cached = test_rel_err(cout_g, cout_c, (size_t)n * qs);
     int cached_same = memcmp(cout_g, fwd_rows, (size_t)n * qs * 4) == 0;
 
     printf("T=%d nseq=%d H=%d Hkv=%d D=%d: out %.2e lse %.2e dq %.2e dk %.2e dv %.2e | "

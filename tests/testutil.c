@@ -37,3 +37,13 @@ void test_fill_uniform(float *x, size_t n, unsigned seed, float lo, float hi) {
     rng_seed(&r, seed, 12345);
     for (size_t i = 0; i < n; i++) x[i] = lo + (hi - lo) * (float)rng_uniform(&r);
 }
+
+double test_rel_err(const float *a, const float *b, size_t n) {
+    double e = 0.0, m = 1e-30;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - (double)b[i]);
+        if (!(d <= e)) e = isnan(d) ? INFINITY : d;
+        if (fabs((double)b[i]) > m) m = fabs((double)b[i]);
+    }
+    return e / m;
+}

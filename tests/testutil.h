@@ -35,5 +35,7 @@ void test_fail(const char *file, int line, const char *fmt, ...)
 int test_finish(const char *name);
 // Fills x (n) with uniform values in [lo, hi) from a fixed seed.
 void test_fill_uniform(float *x, size_t n, unsigned seed, float lo, float hi);
+// max |a - b| / max |b| over n values (NaN in a counts as infinitely wrong).
+double test_rel_err(const float *a, const float *b, size_t n);
 
 #endif
