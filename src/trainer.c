@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "dpo/backend.h"
 #include "dpo/backend_profile.h"
@@ -658,6 +659,9 @@ int trainer_train(const dpo_config_t *cfg, const dpo_mesh_t *mesh) {
 int trainer_evaluate(const dpo_config_t *cfg, const dpo_mesh_t *mesh, const char *weights) {
     trainer_t t;
     char err[ERR_LEN];
+    // Named here as --evaluate's argument, before the model loader's generic message.
+    if (access(weights, R_OK) != 0)
+        dpo_fatal_all("--evaluate %s: %s", weights, strerror(errno));
     trainer_setup(&t, cfg, mesh, false);
     if (t.ds.n_val == 0)
         dpo_fatal_all("--evaluate: %s has no validation split (dpo_prep --val NAME=FILE adds one)",

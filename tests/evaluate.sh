@@ -35,7 +35,7 @@ set +e
 "$MPIRUN" -np 1 "$BIN/dpo_hpc" --evaluate $ck "$TINY" data.dataset_path=noval.h5 logger.log_dir=e2 > /dev/null 2> e2.txt; rc2=$?
 "$MPIRUN" -np 1 "$BIN/dpo_hpc" --evaluate $ck --precompute-reference "$TINY" > /dev/null 2> e3.txt; rc3=$?
 set -e
-[ $rc1 = 1 ] && grep -q "nope.h5" e1.txt || { cat e1.txt; fail "missing checkpoint not named"; }
+[ $rc1 = 1 ] && grep -q -- "--evaluate ck/nope.h5: No such file" e1.txt || { cat e1.txt; fail "missing checkpoint not named"; }
 if [ -f noval.h5 ]; then
   [ $rc2 = 1 ] && grep -q "no validation split" e2.txt || { cat e2.txt; fail "no-validation dataset accepted"; }
 fi
