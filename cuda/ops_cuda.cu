@@ -1,6 +1,6 @@
 // ops_cuda.cu — every op of the CUDA ops table except memory, matmul
 // (backend_cuda.cu) and attention (attention_cuda.cu). Each op mirrors its CPU
-// twin in src/backend_cpu.c and runs the same math_shared.h formulas.
+// twin in src/backend/backend_cpu.c and runs the same math_shared.h formulas.
 //
 // Determinism: every reduction has a fixed shape that depends only on the sizes
 // (never on the device's SM count or on timing), and no op uses atomics, so a

@@ -1,4 +1,4 @@
-# Collectives (src/comm.c): all-reduce, reduce-scatter and all-gather (in place and
+# Collectives (src/parallel/comm.c): all-reduce, reduce-scatter and all-gather (in place and
 # out of place) over the world, TP and DP groups of a TP=2 x DP=2 mesh, and at one
 # rank (every group of size 1).
 dpo_test(NAME test_comm SOURCES test_comm.c LIBS dpo_parallel)

@@ -1,4 +1,4 @@
-# Tests of the configuration (src/config.c).
+# Tests of the configuration (src/config/config.c).
 dpo_test(NAME test_config SOURCES test_config.c LIBS dpo_config)
 # test_config reads doc/config.md to check that every key is documented.
 target_compile_definitions(test_config PRIVATE DPO_SOURCE_DIR="${PROJECT_SOURCE_DIR}")

@@ -1,4 +1,4 @@
-# Generation with a KV cache (src/generate.c): cached vs full-forward logits, greedy
+# Generation with a KV cache (src/model/generate.c): cached vs full-forward logits, greedy
 # ids against transformers' generate (tests/data/hf/<name>/generate.json), sampling;
 # at TP 1, 2 and 4.
 dpo_test(NAME test_generate SOURCES test_generate.c LIBS dpo_hf

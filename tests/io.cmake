@@ -1,5 +1,5 @@
-# Dataset and checkpoint I/O (src/dataset.c, src/ckpt.c) and the demo data
-# generator (src/dpo_demo_data.c). Files are written under build/tests with a
+# Dataset and checkpoint I/O (src/io/dataset.c, src/io/ckpt.c) and the demo data
+# generator (src/tools/dpo_demo_data.c). Files are written under build/tests with a
 # per-test prefix, so these tests may run in parallel.
 dpo_test(NAME test_dataset SOURCES test_dataset.c LIBS dpo_io LABELS io)
 

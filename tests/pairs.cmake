@@ -1,4 +1,4 @@
-# dpo_pairs: NeMo Gym rollouts -> DPO pairs (src/pairs.c, src/dpo_pairs.c).
+# dpo_pairs: NeMo Gym rollouts -> DPO pairs (src/prep/pairs.c, src/tools/dpo_pairs.c).
 # test_pairs: the Python-compatible pieces (float repr, json.dumps, sum) and the
 # pairing rules; pairs_cli: the program against outputs of NeMo Gym's own script
 # (tests/data/pairs, made by tests/fixtures/gen_pairs_expected.py), bad input,

@@ -1,4 +1,4 @@
-# dpo_prep (src/prep*.c, src/chat_template.c, src/dpo_prep.c): every input format
+# dpo_prep (src/prep*.c, src/text/chat_template.c, src/tools/dpo_prep.c): every input format
 # rendered and tokenised against Hugging Face references, bad input, over-long
 # accounting, the demo's JSONL path.
 add_executable(prep_check prep_check.c)

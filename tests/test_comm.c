@@ -1,4 +1,4 @@
-// test_comm.c — the collectives of src/comm.c on a real mesh: all-reduce,
+// test_comm.c — the collectives of src/parallel/comm.c on a real mesh: all-reduce,
 // reduce-scatter (each rank receives the sum of its block) and all-gather (out of
 // place and in place, send being the rank's own block of recv), over the world,
 // TP and DP groups. At any rank count; with 4 ranks the mesh is TP=2 x DP=2, so

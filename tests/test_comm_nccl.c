@@ -1,4 +1,4 @@
-// test_comm_nccl.c — every f32 collective of src/comm.c through NCCL (device
+// test_comm_nccl.c — every f32 collective of src/parallel/comm.c through NCCL (device
 // buffers, NCCL enabled on the mesh) against the same call through MPI (host
 // copies of the same data, which comm.c still sends through MPI with NCCL on).
 // Two meshes over the job: TP = world (DP groups of one: the device-to-device copy

@@ -1,4 +1,4 @@
-// test_generate.c — KV-cached generation (src/generate.c, model_forward_cached):
+// test_generate.c — KV-cached generation (src/model/generate.c, model_forward_cached):
 //   1. the logits each incremental step picks from equal those of one forward over
 //      the whole prompt + generated sequence (1e-5 relative), and the log-probs of
 //      the generated tokens equal model_forward's (the training forward);

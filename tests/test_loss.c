@@ -1,4 +1,4 @@
-// test_loss.c — the DPO loss family (src/loss.c) against hand-computed values,
+// test_loss.c — the DPO loss family (src/optim/loss.c) against hand-computed values,
 // its derivatives against central finite differences, and its metrics.
 //
 // The numbers below were worked out by hand and checked with python3 in double

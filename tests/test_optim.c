@@ -1,4 +1,4 @@
-// test_optim.c — src/optim.c: the learning-rate schedule against hand-computed
+// test_optim.c — src/optim/optim.c: the learning-rate schedule against hand-computed
 // values, two AdamW steps on a tiny model against an independent double-precision
 // implementation, the global gradient norm, and clipping.
 //

@@ -1,4 +1,4 @@
-// test_pairs.c — the pieces of dpo_pairs that must behave as Python does (src/pairs.c):
+// test_pairs.c — the pieces of dpo_pairs that must behave as Python does (src/prep/pairs.c):
 // float repr, json.dumps encoding, sum() and int/float arithmetic, the rollout field
 // extraction with its error messages, and the pairing rules (ties, order, gaps).
 // End-to-end comparison with NeMo Gym's script: tests/pairs.sh.

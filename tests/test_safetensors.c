@@ -1,4 +1,4 @@
-// test_safetensors.c — the safetensors reader and writer (src/safetensors.c):
+// test_safetensors.c — the safetensors reader and writer (src/hf/safetensors.c):
 // F32 and BF16 write/read round trips (whole tensors and slabs), BF16 rounding on
 // known values (ties to even, overflow, NaN), F16 decoding of hand-made files, the
 // metadata, and corrupt files — each refused with a message naming the file and,

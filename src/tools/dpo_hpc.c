@@ -10,7 +10,7 @@
 #include "dpo/comm.h"
 #include "dpo/config.h"
 #include "dpo/error.h"
-#include "dpo/generate.h"
+#include "dpo/generate_run.h"
 #include "dpo/mesh.h"
 #include "dpo/trainer.h"
 

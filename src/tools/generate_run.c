@@ -12,6 +12,7 @@
 #include "dpo/comm.h"
 #include "dpo/error.h"
 #include "dpo/generate.h"
+#include "dpo/generate_run.h"
 #include "dpo/hf_model.h"
 #include "dpo/jsonl.h"
 #include "dpo/tokenizer.h"
