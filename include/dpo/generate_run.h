@@ -7,6 +7,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "dpo/backend.h"
 #include "dpo/config.h"
 #include "dpo/mesh.h"
 
@@ -26,6 +27,7 @@ typedef struct {
     bool rollouts;
 } gen_run_opts_t;
 
-int generate_main(const dpo_config_t *cfg, const dpo_mesh_t *mesh, const gen_run_opts_t *o);
+int generate_main(const dpo_config_t *cfg, const dpo_mesh_t *mesh, const dpo_backend_t *be,
+                  const gen_run_opts_t *o);
 
 #endif

@@ -37,6 +37,7 @@ typedef struct {
     size_t offset;                   // element offset in the one allocation
     size_t numel;                    // local element count
     dpo_shard_t shard;
+    dpo_dtype_t dtype;               // storage of the working copy in params
     bool decay;                      // AdamW weight decay applies (matrices only)
     // TP ranks holding this very slab: 1 for a split tensor, tp_size for SHARD_NONE,
     // tp_size / n_kv_heads for a replicated KV slab (n_kv_heads < tp_size). Global
@@ -86,6 +87,9 @@ typedef struct {
     const dpo_backend_t *be;
     const dpo_mesh_t *mesh;
     dpo_layout_t layout;
+    // Storage of the weights and of the activations every op reads and writes
+    // (DPO_F32 is the only one so far); gradients and statistics are fp32.
+    dpo_dtype_t dtype;
     float *params;       // (n_alloc) device
     float *grads;        // (n_alloc) device; NULL for a frozen model
     // layout.n_params rounded up to a multiple of the data-parallel size, so that the

@@ -24,7 +24,8 @@
 
 // ---------------------------------------------------------------- memory ----
 
-static void *cpu_alloc(size_t bytes) {
+static void *cpu_alloc(const dpo_backend_t *be, size_t bytes) {
+    (void)be;
     // Round up to whole cache lines so vector loads at the tail stay in bounds.
     size_t sz = (bytes + 63) & ~(size_t)63;
     if (sz == 0) sz = 64;
@@ -36,21 +37,26 @@ static void *cpu_alloc(size_t bytes) {
     return p;
 }
 
-static void cpu_free(void *p) { free(p); }
+static void cpu_free(const dpo_backend_t *be, void *p) {
+    (void)be;
+    free(p);
+}
 
-static void cpu_memcpy(void *dst, const void *src, size_t bytes) {
+static void cpu_memcpy(const dpo_backend_t *be, void *dst, const void *src, size_t bytes) {
+    (void)be;
     if (bytes) memcpy(dst, src, bytes);
 }
 
-static void cpu_zero(void *p, size_t bytes) {
+static void cpu_zero(const dpo_backend_t *be, void *p, size_t bytes) {
+    (void)be;
     if (bytes) memset(p, 0, bytes);
 }
 
-static void cpu_synchronize(void) {}
+static void cpu_synchronize(const dpo_backend_t *be) { (void)be; }
 
 // ---------------------------------------------------------------- matmul ----
 
-static void cpu_matmul(bool trans_a, bool trans_b, int M, int N, int K, float alpha,
+static void matmul_f32(bool trans_a, bool trans_b, int M, int N, int K, float alpha,
                        const float *A, int lda, const float *B, int ldb, float beta, float *C,
                        int ldc) {
     if (M <= 0 || N <= 0) return;
@@ -61,13 +67,13 @@ static void cpu_matmul(bool trans_a, bool trans_b, int M, int N, int K, float al
 
 // ----------------------------------------------------------- element-wise ----
 
-static void cpu_add_inplace(float *y, const float *x, size_t n) {
+static void add_inplace_f32(float *y, const float *x, size_t n) {
     ptrdiff_t nn = (ptrdiff_t)n;
 #pragma omp parallel for schedule(static) if (nn >= PAR_MIN)
     for (ptrdiff_t i = 0; i < nn; i++) y[i] += x[i];
 }
 
-static void cpu_scale_inplace(float *x, float s, size_t n) {
+static void scale_inplace_f32(float *x, float s, size_t n) {
     ptrdiff_t nn = (ptrdiff_t)n;
 #pragma omp parallel for schedule(static) if (nn >= PAR_MIN)
     for (ptrdiff_t i = 0; i < nn; i++) x[i] *= s;
@@ -75,7 +81,8 @@ static void cpu_scale_inplace(float *x, float s, size_t n) {
 
 // Sum of squares in double. Fixed blocks -> per-block partials -> serial sum, so
 // the rounding is the same for every thread count.
-static double cpu_sumsq(const float *x, size_t n) {
+static double cpu_sumsq(const dpo_backend_t *be, const float *x, size_t n) {
+    (void)be;
     ptrdiff_t nblk = (ptrdiff_t)((n + SUMSQ_BLOCK - 1) / SUMSQ_BLOCK);
     if (nblk == 0) return 0.0;
     double *part = malloc((size_t)nblk * sizeof(double));   // (nblk)
@@ -94,7 +101,7 @@ static double cpu_sumsq(const float *x, size_t n) {
     return total;
 }
 
-static void cpu_bias_add(float *y, const float *b, int T, int N) {
+static void bias_add_f32(float *y, const float *b, int T, int N) {
 #pragma omp parallel for schedule(static) if ((long)T * N >= PAR_MIN)
     for (int t = 0; t < T; t++) {
         float *row = y + (size_t)t * N;
@@ -104,7 +111,7 @@ static void cpu_bias_add(float *y, const float *b, int T, int N) {
 
 // db (N) += column sums of dy (T,N). Tasks own column blocks (no races, fixed
 // summation order over t) and read one cache line per row.
-static void cpu_bias_grad(float *db, const float *dy, int T, int N) {
+static void bias_grad_f32(float *db, const float *dy, int T, int N) {
     int nblk = (N + COL_BLOCK - 1) / COL_BLOCK;
 #pragma omp parallel for schedule(static) if ((long)T * N >= PAR_MIN)
     for (int cb = 0; cb < nblk; cb++) {
@@ -120,7 +127,7 @@ static void cpu_bias_grad(float *db, const float *dy, int T, int N) {
 
 // ------------------------------------------------------------- embedding ----
 
-static void cpu_embedding_fwd(float *out, const int32_t *tokens, const float *table, int T,
+static void embedding_fwd_f32(float *out, const int32_t *tokens, const float *table, int T,
                               int C, int vstart, int V) {
 #pragma omp parallel for schedule(static) if ((long)T * C >= PAR_MIN)
     for (int t = 0; t < T; t++) {
@@ -136,7 +143,7 @@ static void cpu_embedding_fwd(float *out, const int32_t *tokens, const float *ta
 
 // A token may repeat, so tasks split the columns (not the tokens) to avoid races;
 // each row of dtable then sums its tokens in token order.
-static void cpu_embedding_bwd(float *dtable, const int32_t *tokens, const float *dout, int T,
+static void embedding_bwd_f32(float *dtable, const int32_t *tokens, const float *dout, int T,
                               int C, int vstart, int V) {
     int nblk = (C + COL_BLOCK - 1) / COL_BLOCK;
 #pragma omp parallel for schedule(static) if ((long)T * C >= PAR_MIN)
@@ -154,7 +161,7 @@ static void cpu_embedding_bwd(float *dtable, const int32_t *tokens, const float 
 
 // --------------------------------------------------------------- RMSNorm ----
 
-static void cpu_rmsnorm_fwd(float *out, float *rstd, const float *x, const float *w, int N,
+static void rmsnorm_fwd_f32(float *out, float *rstd, const float *x, const float *w, int N,
                             int C, float eps) {
 #pragma omp parallel for schedule(static) if ((long)N * C >= PAR_MIN)
     for (int n = 0; n < N; n++) {
@@ -170,7 +177,7 @@ static void cpu_rmsnorm_fwd(float *out, float *rstd, const float *x, const float
 
 // y = x * r * w with r = (mean(x^2) + eps)^(-1/2):
 //   dx = r * (w*dy) - x * r^3 / C * sum_c(w*dy*x),   dw += sum_n dy * x * r.
-static void cpu_rmsnorm_bwd(float *dx, float *dw, const float *dout, const float *x,
+static void rmsnorm_bwd_f32(float *dx, float *dw, const float *dout, const float *x,
                             const float *w, const float *rstd, int N, int C) {
 #pragma omp parallel for schedule(static) if ((long)N * C >= PAR_MIN)
     for (int n = 0; n < N; n++) {
@@ -222,11 +229,11 @@ static void rope_apply(float *x, const int32_t *pos, int T, int H, int D, float 
     free(inv);
 }
 
-static void cpu_rope_fwd(float *x, const int32_t *pos, int T, int H, int D, float theta) {
+static void rope_fwd_f32(float *x, const int32_t *pos, int T, int H, int D, float theta) {
     rope_apply(x, pos, T, H, D, theta, 1.0f);
 }
 
-static void cpu_rope_bwd(float *dx, const int32_t *pos, int T, int H, int D, float theta) {
+static void rope_bwd_f32(float *dx, const int32_t *pos, int T, int H, int D, float theta) {
     rope_apply(dx, pos, T, H, D, theta, -1.0f);
 }
 
@@ -418,7 +425,7 @@ static att_tile_t *att_tiles(const int32_t *cu, int nseq, int *ntiles, size_t *s
 // cost very different amounts); each task writes only its own rows of out and
 // lse, and its sums do not depend on which thread runs it, so results are bit
 // reproducible for any thread count. Scratch: one score block per thread.
-static void cpu_attention_fwd(float *out, float *lse, const float *q, const float *k,
+static void attention_fwd_f32(float *out, float *lse, const float *q, const float *k,
                               const float *v, const int32_t *cu_seqlens, int nseq, int T, int H,
                               int Hkv, int D) {
     check_gqa(H, Hkv);
@@ -453,7 +460,7 @@ static void cpu_attention_fwd(float *out, float *lse, const float *q, const floa
 // (0..row), with the same row arithmetic; only the sgemm shapes differ (fewer rows,
 // and a tile of the full forward sees keys up to its own last row). See backend.h
 // for what that means for equality with attention_fwd.
-static void cpu_attention_cached(float *out, const float *q, const float *k, const float *v,
+static void attention_cached_f32(float *out, const float *q, const float *k, const float *v,
                                  int n, int past, int H, int Hkv, int D) {
     check_gqa(H, Hkv);
     int G = H / Hkv, L = past + n, br = att_tile_rows(L), nt = (n + br - 1) / br;
@@ -512,7 +519,7 @@ static void attn_tile_bwd(float *dq, float *dk, float *dv, float *p, float *dp,
 // sequence and dq of the G query heads that share it, so nothing races, and it
 // adds the tiles' contributions to dk/dv in a fixed order (query head, then tile),
 // so results do not depend on the thread count.
-static void cpu_attention_bwd(float *dq, float *dk, float *dv, const float *dout,
+static void attention_bwd_f32(float *dq, float *dk, float *dv, const float *dout,
                               const float *out, const float *lse, const float *q,
                               const float *k, const float *v, const int32_t *cu_seqlens,
                               int nseq, int T, int H, int Hkv, int D) {
@@ -553,13 +560,13 @@ static void cpu_attention_bwd(float *dq, float *dk, float *dv, const float *dout
 
 // ---------------------------------------------------------------- SwiGLU ----
 
-static void cpu_swiglu_fwd(float *out, const float *gate, const float *up, size_t n) {
+static void swiglu_fwd_f32(float *out, const float *gate, const float *up, size_t n) {
     ptrdiff_t nn = (ptrdiff_t)n;
 #pragma omp parallel for schedule(static) if (nn >= PAR_MIN / 4)
     for (ptrdiff_t i = 0; i < nn; i++) out[i] = dpo_swiglu(gate[i], up[i]);
 }
 
-static void cpu_swiglu_bwd(float *dgate, float *dup, const float *dout, const float *gate,
+static void swiglu_bwd_f32(float *dgate, float *dup, const float *dout, const float *gate,
                            const float *up, size_t n) {
     ptrdiff_t nn = (ptrdiff_t)n;
 #pragma omp parallel for schedule(static) if (nn >= PAR_MIN / 4)
@@ -570,7 +577,7 @@ static void cpu_swiglu_bwd(float *dgate, float *dup, const float *dout, const fl
 
 // -------------------------------------------------------- gather/scatter ----
 
-static void cpu_gather_rows(float *dst, const float *src, const int32_t *rows, int n, int C) {
+static void gather_rows_f32(float *dst, const float *src, const int32_t *rows, int n, int C) {
 #pragma omp parallel for schedule(static) if ((long)n * C >= PAR_MIN)
     for (int i = 0; i < n; i++) {
         memcpy(dst + (size_t)i * C, src + (size_t)rows[i] * C, (size_t)C * sizeof(float));
@@ -578,7 +585,7 @@ static void cpu_gather_rows(float *dst, const float *src, const int32_t *rows, i
 }
 
 // rows are distinct, so parallel rows never collide.
-static void cpu_scatter_add_rows(float *dst, const float *src, const int32_t *rows, int n,
+static void scatter_add_rows_f32(float *dst, const float *src, const int32_t *rows, int n,
                                  int C) {
 #pragma omp parallel for schedule(static) if ((long)n * C >= PAR_MIN)
     for (int i = 0; i < n; i++) {
@@ -590,7 +597,7 @@ static void cpu_scatter_add_rows(float *dst, const float *src, const int32_t *ro
 
 // ------------------------------------------------------------- log-probs ----
 
-static void cpu_logprob_stats(float *row_max, float *row_sumexp, float *target_logit,
+static void logprob_stats_f32(float *row_max, float *row_sumexp, float *target_logit,
                               const float *logits, const int32_t *targets, int n, int V,
                               int vstart, int vocab_valid) {
     int nv = dpo_vocab_valid_cols(V, vstart, vocab_valid);
@@ -608,7 +615,7 @@ static void cpu_logprob_stats(float *row_max, float *row_sumexp, float *target_l
     }
 }
 
-static void cpu_logprob_bwd(float *logits, const int32_t *targets, const float *lse,
+static void logprob_bwd_f32(float *logits, const int32_t *targets, const float *lse,
                             const float *dlogp, int n, int V, int vstart, int vocab_valid) {
     int nv = dpo_vocab_valid_cols(V, vstart, vocab_valid);
 #pragma omp parallel for schedule(static) if ((long)n * V >= PAR_MIN)
@@ -623,9 +630,10 @@ static void cpu_logprob_bwd(float *logits, const int32_t *targets, const float *
 
 // ---------------------------------------------------------------- AdamW ----
 
-static void cpu_adamw(float *param, const float *grad, float *m, float *v, size_t n, float lr,
-                      float beta1, float beta2, float eps, float weight_decay, float bc1,
-                      float bc2) {
+static void cpu_adamw(const dpo_backend_t *be, float *param, const float *grad, float *m,
+                      float *v, size_t n, float lr, float beta1, float beta2, float eps,
+                      float weight_decay, float bc1, float bc2) {
+    (void)be;
     ptrdiff_t nn = (ptrdiff_t)n;
 #pragma omp parallel for schedule(static) if (nn >= PAR_MIN / 4)
     for (ptrdiff_t i = 0; i < nn; i++) {
@@ -634,9 +642,133 @@ static void cpu_adamw(float *param, const float *grad, float *m, float *v, size_
     }
 }
 
+// --------------------------------------------------- dtype dispatch (table) ----
+//
+// The table's entries: each checks the dtype of its buffers and calls the kernel
+// for it. Only fp32 kernels exist so far; another dtype is a programmer error.
+#define NEED_F32(op, dt) \
+    if ((dt) != DPO_F32) backend_dtype_unsupported(be, #op, (dt))
+
+static void cpu_matmul(const dpo_backend_t *be, bool trans_a, bool trans_b, int M, int N, int K,
+                       float alpha, const void *A, dpo_dtype_t a_dtype, int lda, const void *B,
+                       dpo_dtype_t b_dtype, int ldb, float beta, void *C, dpo_dtype_t c_dtype,
+                       int ldc) {
+    NEED_F32(matmul, a_dtype);
+    NEED_F32(matmul, b_dtype);
+    NEED_F32(matmul, c_dtype);
+    matmul_f32(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+static void cpu_add_inplace(const dpo_backend_t *be, void *y, const void *x, size_t n,
+                            dpo_dtype_t dt) {
+    NEED_F32(add_inplace, dt);
+    add_inplace_f32(y, x, n);
+}
+static void cpu_scale_inplace(const dpo_backend_t *be, void *x, float s, size_t n,
+                              dpo_dtype_t dt) {
+    NEED_F32(scale_inplace, dt);
+    scale_inplace_f32(x, s, n);
+}
+static void cpu_bias_add(const dpo_backend_t *be, void *y, const void *b, int T, int N,
+                         dpo_dtype_t dt) {
+    NEED_F32(bias_add, dt);
+    bias_add_f32(y, b, T, N);
+}
+static void cpu_bias_grad(const dpo_backend_t *be, float *db, const void *dy, int T, int N,
+                          dpo_dtype_t dt) {
+    NEED_F32(bias_grad, dt);
+    bias_grad_f32(db, dy, T, N);
+}
+static void cpu_embedding_fwd(const dpo_backend_t *be, void *out, const int32_t *tokens,
+                              const void *table, int T, int C, int vstart, int V,
+                              dpo_dtype_t dt) {
+    NEED_F32(embedding_fwd, dt);
+    embedding_fwd_f32(out, tokens, table, T, C, vstart, V);
+}
+static void cpu_embedding_bwd(const dpo_backend_t *be, float *dtable, const int32_t *tokens,
+                              const void *dout, int T, int C, int vstart, int V,
+                              dpo_dtype_t dt) {
+    NEED_F32(embedding_bwd, dt);
+    embedding_bwd_f32(dtable, tokens, dout, T, C, vstart, V);
+}
+static void cpu_rmsnorm_fwd(const dpo_backend_t *be, void *out, float *rstd, const void *x,
+                            const void *w, int N, int C, float eps, dpo_dtype_t dt) {
+    NEED_F32(rmsnorm_fwd, dt);
+    rmsnorm_fwd_f32(out, rstd, x, w, N, C, eps);
+}
+static void cpu_rmsnorm_bwd(const dpo_backend_t *be, void *dx, float *dw, const void *dout,
+                            const void *x, const void *w, const float *rstd, int N, int C,
+                            dpo_dtype_t dt) {
+    NEED_F32(rmsnorm_bwd, dt);
+    rmsnorm_bwd_f32(dx, dw, dout, x, w, rstd, N, C);
+}
+static void cpu_rope_fwd(const dpo_backend_t *be, void *x, const int32_t *pos, int T, int H,
+                         int D, float theta, dpo_dtype_t dt) {
+    NEED_F32(rope_fwd, dt);
+    rope_fwd_f32(x, pos, T, H, D, theta);
+}
+static void cpu_rope_bwd(const dpo_backend_t *be, void *dx, const int32_t *pos, int T, int H,
+                         int D, float theta, dpo_dtype_t dt) {
+    NEED_F32(rope_bwd, dt);
+    rope_bwd_f32(dx, pos, T, H, D, theta);
+}
+static void cpu_attention_fwd(const dpo_backend_t *be, void *out, float *lse, const void *q,
+                              const void *k, const void *v, const int32_t *cu_seqlens, int nseq,
+                              int T, int H, int Hkv, int D, dpo_dtype_t dt) {
+    NEED_F32(attention_fwd, dt);
+    attention_fwd_f32(out, lse, q, k, v, cu_seqlens, nseq, T, H, Hkv, D);
+}
+static void cpu_attention_bwd(const dpo_backend_t *be, void *dq, void *dk, void *dv,
+                              const void *dout, const void *out, const float *lse, const void *q,
+                              const void *k, const void *v, const int32_t *cu_seqlens, int nseq,
+                              int T, int H, int Hkv, int D, dpo_dtype_t dt) {
+    NEED_F32(attention_bwd, dt);
+    attention_bwd_f32(dq, dk, dv, dout, out, lse, q, k, v, cu_seqlens, nseq, T, H, Hkv, D);
+}
+static void cpu_attention_cached(const dpo_backend_t *be, void *out, const void *q,
+                                 const void *k, const void *v, int n, int past, int H, int Hkv,
+                                 int D, dpo_dtype_t dt) {
+    NEED_F32(attention_cached, dt);
+    attention_cached_f32(out, q, k, v, n, past, H, Hkv, D);
+}
+static void cpu_swiglu_fwd(const dpo_backend_t *be, void *out, const void *gate, const void *up,
+                           size_t n, dpo_dtype_t dt) {
+    NEED_F32(swiglu_fwd, dt);
+    swiglu_fwd_f32(out, gate, up, n);
+}
+static void cpu_swiglu_bwd(const dpo_backend_t *be, void *dgate, void *dup, const void *dout,
+                           const void *gate, const void *up, size_t n, dpo_dtype_t dt) {
+    NEED_F32(swiglu_bwd, dt);
+    swiglu_bwd_f32(dgate, dup, dout, gate, up, n);
+}
+static void cpu_gather_rows(const dpo_backend_t *be, void *dst, const void *src,
+                            const int32_t *rows, int n, int C, dpo_dtype_t dt) {
+    NEED_F32(gather_rows, dt);
+    gather_rows_f32(dst, src, rows, n, C);
+}
+static void cpu_scatter_add_rows(const dpo_backend_t *be, void *dst, const void *src,
+                                 const int32_t *rows, int n, int C, dpo_dtype_t dt) {
+    NEED_F32(scatter_add_rows, dt);
+    scatter_add_rows_f32(dst, src, rows, n, C);
+}
+static void cpu_logprob_stats(const dpo_backend_t *be, float *row_max, float *row_sumexp,
+                              float *target_logit, const void *logits, const int32_t *targets,
+                              int n, int V, int vstart, int vocab_valid, dpo_dtype_t dt) {
+    NEED_F32(logprob_stats, dt);
+    logprob_stats_f32(row_max, row_sumexp, target_logit, logits, targets, n, V, vstart,
+                      vocab_valid);
+}
+static void cpu_logprob_bwd(const dpo_backend_t *be, void *logits, const int32_t *targets,
+                            const float *lse, const float *dlogp, int n, int V, int vstart,
+                            int vocab_valid, dpo_dtype_t dt) {
+    NEED_F32(logprob_bwd, dt);
+    logprob_bwd_f32(logits, targets, lse, dlogp, n, V, vstart, vocab_valid);
+}
+
 // ----------------------------------------------------------------- table ----
 
-static const dpo_backend_t g_cpu = {
+// The CPU backend has no per-instance state (OpenMP and OpenBLAS keep their own
+// thread pools), so one instance serves every caller.
+static const dpo_backend_ops_t g_cpu_ops = {
     .name = "cpu",
     .alloc = cpu_alloc,
     .free = cpu_free,
@@ -668,6 +800,8 @@ static const dpo_backend_t g_cpu = {
     .logprob_bwd = cpu_logprob_bwd,
     .adamw = cpu_adamw,
 };
+
+static const dpo_backend_t g_cpu = {.ops = &g_cpu_ops, .ctx = NULL};
 
 const dpo_backend_t *backend_cpu(void) { return &g_cpu; }
 

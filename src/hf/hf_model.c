@@ -513,7 +513,7 @@ int hf_load_model(const char *dir, dpo_model_t *model, char *err, size_t err_len
             rc = -1;
             break;
         }
-        model->be->to_device(model->params + t->offset, stage,
+        dpo_to_device(model->be, model->params + t->offset, stage,
                              (size_t)(t->local_shape[0] * t->local_shape[1]) * sizeof(float));
     }
     free(stage);

@@ -307,7 +307,7 @@ static int write_tensor(hid_t g, const char *gpath, const char *file, const dpo_
         return -1;
     }
     size_t n = hi > lo ? hi - lo : 0;
-    if (writer && n > 0) m->be->to_host(stage, src, n * sizeof(float));
+    if (writer && n > 0) dpo_to_host(m->be, stage, src, n * sizeof(float));
     hid_t msp = select_part(fsp, t, lo, hi, writer && n > 0);
     herr_t rc = H5Dwrite(d, H5T_NATIVE_FLOAT, msp, fsp, dxpl, stage);
     if (rc < 0)
@@ -363,7 +363,7 @@ static int read_tensor(hid_t g, const char *gpath, const char *file, const dpo_m
             dpo_errf(err, err_len, "%s: %s/%s: read failed (%s)", file, gpath, t->name, h5util_reason());
             rc = -1;
         } else if (n > 0) {
-            m->be->to_device(dst, stage, n * sizeof(float));
+            dpo_to_device(m->be, dst, stage, n * sizeof(float));
         }
         H5Sclose(msp);
     }

@@ -34,6 +34,7 @@ static int layout_add(dpo_layout_t *lay, int cap, const char *name, int ndim, in
     t->shape[1] = ndim == 2 ? cols : 1;
     t->shard = shard;
     t->decay = ndim == 2;
+    t->dtype = DPO_F32;
     int tp = lay->tp_size, r = lay->tp_rank;
     t->local_shape[0] = t->shape[0];
     t->local_shape[1] = t->shape[1];
@@ -233,7 +234,7 @@ struct dpo_model_acts {
 };
 
 static float *dalloc(const dpo_backend_t *be, size_t n) {
-    return n ? be->alloc(n * sizeof(float)) : NULL;
+    return n ? dpo_alloc(be, n * sizeof(float)) : NULL;
 }
 
 static void acts_alloc(dpo_model_t *m, bool trainable) {
@@ -304,11 +305,11 @@ static void acts_alloc(dpo_model_t *m, bool trainable) {
         }
         if (qkn && lay->tp_size > 1) a->dqkn = dalloc(be, 2 * D * (size_t)lay->cfg.num_hidden_layers);
     }
-    a->tokens = be->alloc(T * sizeof(int32_t));
-    a->pos = be->alloc(T * sizeof(int32_t));
-    a->cu_seqlens = be->alloc((T + 1) * sizeof(int32_t));
-    a->rows = be->alloc(T * sizeof(int32_t));
-    a->targets = be->alloc(T * sizeof(int32_t));
+    a->tokens = dpo_alloc(be, T * sizeof(int32_t));
+    a->pos = dpo_alloc(be, T * sizeof(int32_t));
+    a->cu_seqlens = dpo_alloc(be, (T + 1) * sizeof(int32_t));
+    a->rows = dpo_alloc(be, T * sizeof(int32_t));
+    a->targets = dpo_alloc(be, T * sizeof(int32_t));
     a->h_stats = xcalloc(3 * ch, sizeof(float), "log-prob statistics");
     a->h_lp = xcalloc(T, sizeof(float), "log-probs");
     m->acts = a;
@@ -317,28 +318,28 @@ static void acts_alloc(dpo_model_t *m, bool trainable) {
 static void acts_free(dpo_model_t *m) {
     dpo_model_acts_t *a = m->acts;
     if (!a) return;
-    void (*f)(void *) = m->be->free;
+    const dpo_backend_t *be = m->be;
     for (int l = 0; l < a->n_sets; l++) {
         layer_acts_t *s = &a->layer[l];
         float *bufs[] = {s->x_in, s->xn,  s->rstd1, s->q_pre, s->k_pre, s->rstd_q,
                          s->rstd_k, s->q, s->k,     s->v,     s->att,   s->lse,
                          s->x_mid, s->xn2, s->rstd2, s->gate, s->up,    s->h};
         for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
-            if (bufs[i]) f(bufs[i]);
+            if (bufs[i]) dpo_free(be, bufs[i]);
     }
     free(a->layer);
-    if (a->layer_in) f(a->layer_in);
+    if (a->layer_in) dpo_free(be, a->layer_in);
     float *bufs[] = {a->x,   a->xf,   a->rstd_f, a->x_final_in, a->hs,   a->logits, a->stats,
                      a->lse, a->dlp,  a->tmp,    a->dx,         a->dtmp, a->dxn,    a->datt,
                      a->dq,  a->dk,   a->dv,     a->dgate,      a->dup,  a->dh,     a->dhs,
                      a->dq_pre, a->dk_pre, a->dkv,  a->dqkn};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
-        if (bufs[i]) f(bufs[i]);
-    f(a->tokens);
-    f(a->pos);
-    f(a->cu_seqlens);
-    f(a->rows);
-    f(a->targets);
+        if (bufs[i]) dpo_free(be, bufs[i]);
+    dpo_free(be, a->tokens);
+    dpo_free(be, a->pos);
+    dpo_free(be, a->cu_seqlens);
+    dpo_free(be, a->rows);
+    dpo_free(be, a->targets);
     free(a->h_stats);
     free(a->h_lp);
     free(a);
@@ -355,13 +356,14 @@ int model_init(dpo_model_t *m, const dpo_backend_t *be, const dpo_mesh_t *mesh,
     memset(m, 0, sizeof *m);
     if (layout_init(&m->layout, cfg, mesh->tp_rank, mesh->tp_size, err, err_len) != 0) return -1;
     m->be = be;
+    m->dtype = DPO_F32;
     m->mesh = mesh;
     m->max_tokens = max_tokens > 0 ? max_tokens : 1;
     m->chunk = chunk > 0 ? chunk : 256;
     size_t dp = mesh->dp_size > 0 ? (size_t)mesh->dp_size : 1;
     m->n_alloc = (m->layout.n_params + dp - 1) / dp * dp;
-    m->params = be->alloc(m->n_alloc * sizeof(float));
-    if (trainable) m->grads = be->alloc(m->n_alloc * sizeof(float));
+    m->params = dpo_alloc(be, m->n_alloc * sizeof(float));
+    if (trainable) m->grads = dpo_alloc(be, m->n_alloc * sizeof(float));
     acts_alloc(m, trainable);
     m->kv_comm = NULL;
     if (trainable && m->layout.kv_replicas > 1)  // collective over the TP group
@@ -380,8 +382,8 @@ void model_free(dpo_model_t *m) {
     if (!m->be) return;
     acts_free(m);
     comm_subgroup_free(m->kv_comm);
-    m->be->free(m->params);
-    if (m->grads) m->be->free(m->grads);
+    dpo_free(m->be, m->params);
+    if (m->grads) dpo_free(m->be, m->grads);
     layout_free(&m->layout);
     memset(m, 0, sizeof *m);
 }
@@ -421,7 +423,7 @@ void model_init_random(dpo_model_t *m, uint64_t seed) {
                 }
             }
         }
-        m->be->to_device(m->params + t->offset, host, t->numel * sizeof(float));
+        dpo_to_device(m->be, m->params + t->offset, host, t->numel * sizeof(float));
     }
     free(host);
 }
@@ -430,11 +432,11 @@ void model_copy_params(dpo_model_t *dst, const dpo_model_t *src) {
     if (dst->layout.n_params != src->layout.n_params)
         dpo_fatal("model_copy_params: layouts differ (%zu vs %zu parameters)", dst->layout.n_params,
                   src->layout.n_params);
-    dst->be->copy(dst->params, src->params, src->layout.n_params * sizeof(float));
+    dpo_copy(dst->be, dst->params, src->params, src->layout.n_params * sizeof(float));
 }
 
 void model_zero_grads(dpo_model_t *m) {
-    if (m->grads) m->be->zero(m->grads, m->layout.n_params * sizeof(float));
+    if (m->grads) dpo_zero(m->be, m->grads, m->layout.n_params * sizeof(float));
 }
 
 // ---------------------------------------------------------------------------
@@ -450,16 +452,20 @@ static float *G(const dpo_model_t *m, int tensor) {
 }
 
 // y (T,N) = x (T,K) @ W^T, W stored (N,K) as Hugging Face (out, in).
-static void linear_fwd(const dpo_backend_t *be, float *y, const float *x, const float *W, int T,
-                       int N, int K) {
-    be->matmul(false, true, T, N, K, 1.0f, x, K, W, K, 0.0f, y, N);
+// x, W and y are stored as `dt`.
+static void linear_fwd(const dpo_backend_t *be, dpo_dtype_t dt, float *y, const float *x,
+                       const float *W, int T, int N, int K) {
+    dpo_matmul(be, false, true, T, N, K, 1.0f, x, dt, K, W, dt, K, 0.0f, y, dt, N);
 }
 
 // dx (T,K) (+)= dy (T,N) @ W (N,K); dW (N,K) += dy^T @ x.
-static void linear_bwd(const dpo_backend_t *be, float *dx, float *dW, const float *dy,
-                       const float *x, const float *W, int T, int N, int K, float beta_dx) {
-    if (dx) be->matmul(false, false, T, K, N, 1.0f, dy, N, W, K, beta_dx, dx, K);
-    be->matmul(true, false, N, K, T, 1.0f, dy, N, x, K, 1.0f, dW, K);
+// dy, x, W and dx are stored as `dt`; the weight gradient dW is fp32. dW == NULL
+// (a frozen weight) skips the weight gradient.
+static void linear_bwd(const dpo_backend_t *be, dpo_dtype_t dt, float *dx, float *dW,
+                       const float *dy, const float *x, const float *W, int T, int N, int K,
+                       float beta_dx) {
+    if (dx) dpo_matmul(be, false, false, T, K, N, 1.0f, dy, dt, N, W, dt, K, beta_dx, dx, dt, K);
+    if (dW) dpo_matmul(be, true, false, N, K, T, 1.0f, dy, dt, N, x, dt, K, 1.0f, dW, DPO_F32, K);
 }
 
 static void upload_batch(dpo_model_t *m, const dpo_batch_t *b) {
@@ -468,11 +474,11 @@ static void upload_batch(dpo_model_t *m, const dpo_batch_t *b) {
                   m->max_tokens);
     const dpo_backend_t *be = m->be;
     dpo_model_acts_t *a = m->acts;
-    be->to_device(a->tokens, b->tokens, (size_t)b->n_tokens * sizeof(int32_t));
-    be->to_device(a->pos, b->pos, (size_t)b->n_tokens * sizeof(int32_t));
-    be->to_device(a->cu_seqlens, b->cu_seqlens, ((size_t)b->n_seq + 1) * sizeof(int32_t));
-    be->to_device(a->rows, b->scored_rows, (size_t)b->n_scored * sizeof(int32_t));
-    be->to_device(a->targets, b->scored_targets, (size_t)b->n_scored * sizeof(int32_t));
+    dpo_to_device(be, a->tokens, b->tokens, (size_t)b->n_tokens * sizeof(int32_t));
+    dpo_to_device(be, a->pos, b->pos, (size_t)b->n_tokens * sizeof(int32_t));
+    dpo_to_device(be, a->cu_seqlens, b->cu_seqlens, ((size_t)b->n_seq + 1) * sizeof(int32_t));
+    dpo_to_device(be, a->rows, b->scored_rows, (size_t)b->n_scored * sizeof(int32_t));
+    dpo_to_device(be, a->targets, b->scored_targets, (size_t)b->n_scored * sizeof(int32_t));
 }
 
 // The first half of a layer for T tokens at positions pos (device): input norm,
@@ -488,26 +494,26 @@ static void layer_qkv(dpo_model_t *m, int l, int T, const int32_t *pos, layer_ac
     int Hl = lay->n_heads_local, Kl = lay->n_kv_heads_local;
     float eps = lay->cfg.rms_norm_eps;
 
-    be->copy(s->x_in, a->x, (size_t)T * C * sizeof(float));
-    be->rmsnorm_fwd(s->xn, s->rstd1, a->x, P(m, lt->attn_norm), T, C, eps);
+    dpo_copy(be, s->x_in, a->x, (size_t)T * C * sizeof(float));
+    dpo_rmsnorm_fwd(be, s->xn, s->rstd1, a->x, P(m, lt->attn_norm), T, C, eps, m->dtype);
     // Column-parallel q/k/v (f operator: identity in the forward).
     float *qd = lay->cfg.qk_norm ? s->q_pre : s->q;
     float *kd = lay->cfg.qk_norm ? s->k_pre : kout;
-    linear_fwd(be, qd, s->xn, P(m, lt->q), T, Hl * D, C);
-    linear_fwd(be, kd, s->xn, P(m, lt->k), T, Kl * D, C);
-    linear_fwd(be, vout, s->xn, P(m, lt->v), T, Kl * D, C);
+    linear_fwd(be, m->dtype, qd, s->xn, P(m, lt->q), T, Hl * D, C);
+    linear_fwd(be, m->dtype, kd, s->xn, P(m, lt->k), T, Kl * D, C);
+    linear_fwd(be, m->dtype, vout, s->xn, P(m, lt->v), T, Kl * D, C);
     if (lt->q_bias >= 0) {
-        be->bias_add(qd, P(m, lt->q_bias), T, Hl * D);
-        be->bias_add(kd, P(m, lt->k_bias), T, Kl * D);
-        be->bias_add(vout, P(m, lt->v_bias), T, Kl * D);
+        dpo_bias_add(be, qd, P(m, lt->q_bias), T, Hl * D, m->dtype);
+        dpo_bias_add(be, kd, P(m, lt->k_bias), T, Kl * D, m->dtype);
+        dpo_bias_add(be, vout, P(m, lt->v_bias), T, Kl * D, m->dtype);
     }
     if (lay->cfg.qk_norm) {
         // Qwen3: RMSNorm over each head's D values, before RoPE.
-        be->rmsnorm_fwd(s->q, s->rstd_q, s->q_pre, P(m, lt->q_norm), T * Hl, D, eps);
-        be->rmsnorm_fwd(kout, s->rstd_k, s->k_pre, P(m, lt->k_norm), T * Kl, D, eps);
+        dpo_rmsnorm_fwd(be, s->q, s->rstd_q, s->q_pre, P(m, lt->q_norm), T * Hl, D, eps, m->dtype);
+        dpo_rmsnorm_fwd(be, kout, s->rstd_k, s->k_pre, P(m, lt->k_norm), T * Kl, D, eps, m->dtype);
     }
-    be->rope_fwd(s->q, pos, T, Hl, D, lay->cfg.rope_theta);
-    be->rope_fwd(kout, pos, T, Kl, D, lay->cfg.rope_theta);
+    dpo_rope_fwd(be, s->q, pos, T, Hl, D, lay->cfg.rope_theta, m->dtype);
+    dpo_rope_fwd(be, kout, pos, T, Kl, D, lay->cfg.rope_theta, m->dtype);
 }
 
 // The second half of a layer, from the attention output s->att: o_proj + residual,
@@ -522,26 +528,26 @@ static void layer_out(dpo_model_t *m, int l, int T, layer_acts_t *s) {
     float eps = lay->cfg.rms_norm_eps;
 
     // Row-parallel o_proj, then the g operator (all-reduce of partial sums).
-    linear_fwd(be, a->tmp, s->att, P(m, lt->o), T, C, Hl * D);
+    linear_fwd(be, m->dtype, a->tmp, s->att, P(m, lt->o), T, C, Hl * D);
     comm_allreduce_f32(m->mesh, GROUP_TP, a->tmp, (size_t)T * C, REDUCE_SUM);
-    be->add_inplace(a->x, a->tmp, (size_t)T * C);
-    be->copy(s->x_mid, a->x, (size_t)T * C * sizeof(float));
+    dpo_add_inplace(be, a->x, a->tmp, (size_t)T * C, m->dtype);
+    dpo_copy(be, s->x_mid, a->x, (size_t)T * C * sizeof(float));
 
-    be->rmsnorm_fwd(s->xn2, s->rstd2, a->x, P(m, lt->mlp_norm), T, C, eps);
-    linear_fwd(be, s->gate, s->xn2, P(m, lt->gate), T, Fl, C);
-    linear_fwd(be, s->up, s->xn2, P(m, lt->up), T, Fl, C);
-    be->swiglu_fwd(s->h, s->gate, s->up, (size_t)T * Fl);
-    linear_fwd(be, a->tmp, s->h, P(m, lt->down), T, C, Fl);
+    dpo_rmsnorm_fwd(be, s->xn2, s->rstd2, a->x, P(m, lt->mlp_norm), T, C, eps, m->dtype);
+    linear_fwd(be, m->dtype, s->gate, s->xn2, P(m, lt->gate), T, Fl, C);
+    linear_fwd(be, m->dtype, s->up, s->xn2, P(m, lt->up), T, Fl, C);
+    dpo_swiglu_fwd(be, s->h, s->gate, s->up, (size_t)T * Fl, m->dtype);
+    linear_fwd(be, m->dtype, a->tmp, s->h, P(m, lt->down), T, C, Fl);
     comm_allreduce_f32(m->mesh, GROUP_TP, a->tmp, (size_t)T * C, REDUCE_SUM);
-    be->add_inplace(a->x, a->tmp, (size_t)T * C);
+    dpo_add_inplace(be, a->x, a->tmp, (size_t)T * C, m->dtype);
 }
 
 static void layer_forward(dpo_model_t *m, int l, const dpo_batch_t *b, layer_acts_t *s) {
     const dpo_layout_t *lay = &m->layout;
     int T = b->n_tokens;
     layer_qkv(m, l, T, m->acts->pos, s, s->k, s->v);
-    m->be->attention_fwd(s->att, s->lse, s->q, s->k, s->v, m->acts->cu_seqlens, b->n_seq, T,
-                         lay->n_heads_local, lay->n_kv_heads_local, lay->head_dim);
+    dpo_attention_fwd(m->be, s->att, s->lse, s->q, s->k, s->v, m->acts->cu_seqlens, b->n_seq, T,
+                         lay->n_heads_local, lay->n_kv_heads_local, lay->head_dim, m->dtype);
     layer_out(m, l, T, s);
 }
 
@@ -556,12 +562,12 @@ static void logprob_forward(dpo_model_t *m, const dpo_batch_t *b) {
     const float *W = P(m, lay->lm_head);
     for (int r0 = 0; r0 < S; r0 += m->chunk) {
         int n = S - r0 < m->chunk ? S - r0 : m->chunk;
-        linear_fwd(be, a->logits, a->hs + (size_t)r0 * C, W, n, Vl, C);
+        linear_fwd(be, m->dtype, a->logits, a->hs + (size_t)r0 * C, W, n, Vl, C);
         float *st = a->stats;  // (3, chunk): max, sumexp, target logit
-        be->logprob_stats(st, st + m->chunk, st + 2 * m->chunk, a->logits, a->targets + r0, n,
-                          Vl, lay->vocab_start, lay->cfg.vocab_size);
+        dpo_logprob_stats(be, st, st + m->chunk, st + 2 * m->chunk, a->logits, a->targets + r0, n,
+                          Vl, lay->vocab_start, lay->cfg.vocab_size, m->dtype);
         float *hs = a->h_stats;
-        be->to_host(hs, st, 3 * (size_t)m->chunk * sizeof(float));
+        dpo_to_host(be, hs, st, 3 * (size_t)m->chunk * sizeof(float));
         float *mx = hs, *se = hs + m->chunk, *tg = hs + 2 * m->chunk;
         if (m->mesh->tp_size > 1) {
             // Rescale each shard's sum-exp to the global max, then one sum carries both
@@ -582,7 +588,7 @@ static void logprob_forward(dpo_model_t *m, const dpo_batch_t *b) {
             se[i] = lse;
             a->h_lp[r0 + i] = tg[i] - lse;
         }
-        be->to_device(a->lse + r0, se, (size_t)n * sizeof(float));
+        dpo_to_device(be, a->lse + r0, se, (size_t)n * sizeof(float));
     }
 }
 
@@ -595,18 +601,18 @@ void model_forward(dpo_model_t *m, const dpo_batch_t *b, double *seq_logps,
     int T = b->n_tokens, C = lay->cfg.hidden_size;
     upload_batch(m, b);
     // Vocabulary-parallel embedding: each shard fills its own tokens' rows.
-    be->embedding_fwd(a->x, a->tokens, P(m, lay->embed), T, C, lay->vocab_start, lay->vocab_local);
+    dpo_embedding_fwd(be, a->x, a->tokens, P(m, lay->embed), T, C, lay->vocab_start, lay->vocab_local, m->dtype);
     comm_allreduce_f32(m->mesh, GROUP_TP, a->x, (size_t)T * C, REDUCE_SUM);
     size_t TC = (size_t)T * C;
     for (int l = 0; l < lay->cfg.num_hidden_layers; l++) {
         bool keep_all = save_for_backward && !m->recompute;
         if (save_for_backward && m->recompute)   // only the layer's input survives
-            be->copy(a->layer_in + (size_t)l * TC, a->x, TC * sizeof(float));
+            dpo_copy(be, a->layer_in + (size_t)l * TC, a->x, TC * sizeof(float));
         layer_forward(m, l, b, &a->layer[keep_all ? l : 0]);
     }
-    be->copy(a->x_final_in, a->x, (size_t)T * C * sizeof(float));
-    be->rmsnorm_fwd(a->xf, a->rstd_f, a->x, P(m, lay->final_norm), T, C, lay->cfg.rms_norm_eps);
-    be->gather_rows(a->hs, a->xf, a->rows, b->n_scored, C);
+    dpo_copy(be, a->x_final_in, a->x, (size_t)T * C * sizeof(float));
+    dpo_rmsnorm_fwd(be, a->xf, a->rstd_f, a->x, P(m, lay->final_norm), T, C, lay->cfg.rms_norm_eps, m->dtype);
+    dpo_gather_rows(be, a->hs, a->xf, a->rows, b->n_scored, C, m->dtype);
     logprob_forward(m, b);
     for (int s = 0; s < b->n_seq; s++) seq_logps[s] = 0.0;
     for (int i = 0; i < b->n_scored; i++) seq_logps[b->scored_seq[i]] += (double)a->h_lp[i];
@@ -622,17 +628,17 @@ static void logprob_backward(dpo_model_t *m, const dpo_batch_t *b, const double 
     dpo_model_acts_t *a = m->acts;
     int C = lay->cfg.hidden_size, Vl = lay->vocab_local, S = b->n_scored;
     for (int i = 0; i < S; i++) a->h_lp[i] = (float)dseq[b->scored_seq[i]];
-    be->to_device(a->dlp, a->h_lp, (size_t)S * sizeof(float));
+    dpo_to_device(be, a->dlp, a->h_lp, (size_t)S * sizeof(float));
     const float *W = P(m, lay->lm_head);
     float *dW = G(m, lay->lm_head);
     for (int r0 = 0; r0 < S; r0 += m->chunk) {
         int n = S - r0 < m->chunk ? S - r0 : m->chunk;
         const float *h = a->hs + (size_t)r0 * C;
         // Recompute this chunk's logits rather than keeping (S, V) of them.
-        linear_fwd(be, a->logits, h, W, n, Vl, C);
-        be->logprob_bwd(a->logits, a->targets + r0, a->lse + r0, a->dlp + r0, n, Vl,
-                        lay->vocab_start, lay->cfg.vocab_size);
-        linear_bwd(be, a->dhs + (size_t)r0 * C, dW, a->logits, h, W, n, Vl, C, 0.0f);
+        linear_fwd(be, m->dtype, a->logits, h, W, n, Vl, C);
+        dpo_logprob_bwd(be, a->logits, a->targets + r0, a->lse + r0, a->dlp + r0, n, Vl,
+                        lay->vocab_start, lay->cfg.vocab_size, m->dtype);
+        linear_bwd(be, m->dtype, a->dhs + (size_t)r0 * C, dW, a->logits, h, W, n, Vl, C, 0.0f);
     }
     // Each vocabulary shard holds a partial d hidden.
     comm_allreduce_f32(m->mesh, GROUP_TP, a->dhs, (size_t)S * C, REDUCE_SUM);
@@ -655,21 +661,21 @@ static void layer_backward(dpo_model_t *m, int l, const dpo_batch_t *b) {
     size_t TC = (size_t)T * C;
 
     // MLP: x_out = x_mid + down(swiglu(gate(xn2), up(xn2))), a->dx = d x_out.
-    linear_bwd(be, a->dh, G(m, lt->down), a->dx, s->h, P(m, lt->down), T, C, Fl, 0.0f);
-    be->swiglu_bwd(a->dgate, a->dup, a->dh, s->gate, s->up, (size_t)T * Fl);
-    linear_bwd(be, a->dxn, G(m, lt->gate), a->dgate, s->xn2, P(m, lt->gate), T, Fl, C, 0.0f);
-    linear_bwd(be, a->dxn, G(m, lt->up), a->dup, s->xn2, P(m, lt->up), T, Fl, C, 1.0f);
+    linear_bwd(be, m->dtype, a->dh, G(m, lt->down), a->dx, s->h, P(m, lt->down), T, C, Fl, 0.0f);
+    dpo_swiglu_bwd(be, a->dgate, a->dup, a->dh, s->gate, s->up, (size_t)T * Fl, m->dtype);
+    linear_bwd(be, m->dtype, a->dxn, G(m, lt->gate), a->dgate, s->xn2, P(m, lt->gate), T, Fl, C, 0.0f);
+    linear_bwd(be, m->dtype, a->dxn, G(m, lt->up), a->dup, s->xn2, P(m, lt->up), T, Fl, C, 1.0f);
     comm_allreduce_f32(m->mesh, GROUP_TP, a->dxn, TC, REDUCE_SUM);  // f operator backward
-    be->rmsnorm_bwd(a->dtmp, G(m, lt->mlp_norm), a->dxn, s->x_mid, P(m, lt->mlp_norm), s->rstd2,
-                    T, C);
-    be->add_inplace(a->dx, a->dtmp, TC);
+    dpo_rmsnorm_bwd(be, a->dtmp, G(m, lt->mlp_norm), a->dxn, s->x_mid, P(m, lt->mlp_norm), s->rstd2,
+                    T, C, m->dtype);
+    dpo_add_inplace(be, a->dx, a->dtmp, TC, m->dtype);
 
     // Attention: x_mid = x_in + o(attn(rope(q), rope(k), v)).
-    linear_bwd(be, a->datt, G(m, lt->o), a->dx, s->att, P(m, lt->o), T, C, Hl * D, 0.0f);
-    be->attention_bwd(a->dq, a->dk, a->dv, a->datt, s->att, s->lse, s->q, s->k, s->v,
-                      a->cu_seqlens, b->n_seq, T, Hl, Kl, D);
-    be->rope_bwd(a->dq, a->pos, T, Hl, D, lay->cfg.rope_theta);
-    be->rope_bwd(a->dk, a->pos, T, Kl, D, lay->cfg.rope_theta);
+    linear_bwd(be, m->dtype, a->datt, G(m, lt->o), a->dx, s->att, P(m, lt->o), T, C, Hl * D, 0.0f);
+    dpo_attention_bwd(be, a->dq, a->dk, a->dv, a->datt, s->att, s->lse, s->q, s->k, s->v,
+                      a->cu_seqlens, b->n_seq, T, Hl, Kl, D, m->dtype);
+    dpo_rope_bwd(be, a->dq, a->pos, T, Hl, D, lay->cfg.rope_theta, m->dtype);
+    dpo_rope_bwd(be, a->dk, a->pos, T, Kl, D, lay->cfg.rope_theta, m->dtype);
     float *dq = a->dq, *dk = a->dk;
     if (lay->cfg.qk_norm) {
         // Through the per-head RMSNorm back to the projections' outputs. With TP the
@@ -680,8 +686,8 @@ static void layer_backward(dpo_model_t *m, int l, const dpo_batch_t *b) {
             gqn = a->dqkn + (size_t)l * 2 * D;
             gkn = gqn + D;
         }
-        be->rmsnorm_bwd(a->dq_pre, gqn, a->dq, s->q_pre, P(m, lt->q_norm), s->rstd_q, T * Hl, D);
-        be->rmsnorm_bwd(a->dk_pre, gkn, a->dk, s->k_pre, P(m, lt->k_norm), s->rstd_k, T * Kl, D);
+        dpo_rmsnorm_bwd(be, a->dq_pre, gqn, a->dq, s->q_pre, P(m, lt->q_norm), s->rstd_q, T * Hl, D, m->dtype);
+        dpo_rmsnorm_bwd(be, a->dk_pre, gkn, a->dk, s->k_pre, P(m, lt->k_norm), s->rstd_k, T * Kl, D, m->dtype);
         dq = a->dq_pre;
         dk = a->dk_pre;
     }
@@ -689,33 +695,33 @@ static void layer_backward(dpo_model_t *m, int l, const dpo_batch_t *b) {
     // compute it apart, sum it over the ranks holding the same KV head, then add.
     float *gk = G(m, lt->k), *gv = G(m, lt->v), *gkb = G(m, lt->k_bias), *gvb = G(m, lt->v_bias);
     if (a->dkv) {
-        be->zero(a->dkv, a->dkv_n * sizeof(float));
+        dpo_zero(be, a->dkv, a->dkv_n * sizeof(float));
         gk = a->dkv;
         gv = gk + (size_t)Kl * D * C;
         gkb = lt->k_bias >= 0 ? gv + (size_t)Kl * D * C : NULL;
         gvb = lt->k_bias >= 0 ? gkb + (size_t)Kl * D : NULL;
     }
     if (lt->q_bias >= 0) {
-        be->bias_grad(G(m, lt->q_bias), dq, T, Hl * D);
-        be->bias_grad(gkb, dk, T, Kl * D);
-        be->bias_grad(gvb, a->dv, T, Kl * D);
+        dpo_bias_grad(be, G(m, lt->q_bias), dq, T, Hl * D, m->dtype);
+        dpo_bias_grad(be, gkb, dk, T, Kl * D, m->dtype);
+        dpo_bias_grad(be, gvb, a->dv, T, Kl * D, m->dtype);
     }
-    linear_bwd(be, a->dxn, G(m, lt->q), dq, s->xn, P(m, lt->q), T, Hl * D, C, 0.0f);
-    linear_bwd(be, a->dxn, gk, dk, s->xn, P(m, lt->k), T, Kl * D, C, 1.0f);
-    linear_bwd(be, a->dxn, gv, a->dv, s->xn, P(m, lt->v), T, Kl * D, C, 1.0f);
+    linear_bwd(be, m->dtype, a->dxn, G(m, lt->q), dq, s->xn, P(m, lt->q), T, Hl * D, C, 0.0f);
+    linear_bwd(be, m->dtype, a->dxn, gk, dk, s->xn, P(m, lt->k), T, Kl * D, C, 1.0f);
+    linear_bwd(be, m->dtype, a->dxn, gv, a->dv, s->xn, P(m, lt->v), T, Kl * D, C, 1.0f);
     if (a->dkv) {
         kv_allreduce(m, a->dkv, a->dkv_n);
-        be->add_inplace(G(m, lt->k), gk, (size_t)Kl * D * C);
-        be->add_inplace(G(m, lt->v), gv, (size_t)Kl * D * C);
+        dpo_add_inplace(be, G(m, lt->k), gk, (size_t)Kl * D * C, m->dtype);
+        dpo_add_inplace(be, G(m, lt->v), gv, (size_t)Kl * D * C, m->dtype);
         if (lt->k_bias >= 0) {
-            be->add_inplace(G(m, lt->k_bias), gkb, (size_t)Kl * D);
-            be->add_inplace(G(m, lt->v_bias), gvb, (size_t)Kl * D);
+            dpo_add_inplace(be, G(m, lt->k_bias), gkb, (size_t)Kl * D, m->dtype);
+            dpo_add_inplace(be, G(m, lt->v_bias), gvb, (size_t)Kl * D, m->dtype);
         }
     }
     comm_allreduce_f32(m->mesh, GROUP_TP, a->dxn, TC, REDUCE_SUM);  // f operator backward
-    be->rmsnorm_bwd(a->dtmp, G(m, lt->attn_norm), a->dxn, s->x_in, P(m, lt->attn_norm), s->rstd1,
-                    T, C);
-    be->add_inplace(a->dx, a->dtmp, TC);
+    dpo_rmsnorm_bwd(be, a->dtmp, G(m, lt->attn_norm), a->dxn, s->x_in, P(m, lt->attn_norm), s->rstd1,
+                    T, C, m->dtype);
+    dpo_add_inplace(be, a->dx, a->dtmp, TC, m->dtype);
 }
 
 void model_backward(dpo_model_t *m, const dpo_batch_t *b, const double *dseq) {
@@ -726,18 +732,18 @@ void model_backward(dpo_model_t *m, const dpo_batch_t *b, const double *dseq) {
     int T = b->n_tokens, C = lay->cfg.hidden_size;
     logprob_backward(m, b, dseq);
     // d xf: zero except at the scored rows.
-    be->zero(a->dtmp, (size_t)T * C * sizeof(float));
-    be->scatter_add_rows(a->dtmp, a->dhs, a->rows, b->n_scored, C);
-    be->rmsnorm_bwd(a->dx, G(m, lay->final_norm), a->dtmp, a->x_final_in, P(m, lay->final_norm),
-                    a->rstd_f, T, C);
+    dpo_zero(be, a->dtmp, (size_t)T * C * sizeof(float));
+    dpo_scatter_add_rows(be, a->dtmp, a->dhs, a->rows, b->n_scored, C, m->dtype);
+    dpo_rmsnorm_bwd(be, a->dx, G(m, lay->final_norm), a->dtmp, a->x_final_in, P(m, lay->final_norm),
+                    a->rstd_f, T, C, m->dtype);
     int L = lay->cfg.num_hidden_layers;
     size_t D = (size_t)lay->head_dim;
-    if (a->dqkn) be->zero(a->dqkn, 2 * D * (size_t)L * sizeof(float));
+    if (a->dqkn) dpo_zero(be, a->dqkn, 2 * D * (size_t)L * sizeof(float));
     for (int l = L - 1; l >= 0; l--) {
         if (m->recompute) {
             // The same ops on the same input: the recomputed activations are the
             // forward's bit for bit (a->x is free here: the backward never reads it).
-            be->copy(a->x, a->layer_in + (size_t)l * T * C, (size_t)T * C * sizeof(float));
+            dpo_copy(be, a->x, a->layer_in + (size_t)l * T * C, (size_t)T * C * sizeof(float));
             layer_forward(m, l, b, &a->layer[0]);
         }
         layer_backward(m, l, b);
@@ -748,12 +754,12 @@ void model_backward(dpo_model_t *m, const dpo_batch_t *b, const double *dseq) {
     if (a->dqkn) {
         comm_allreduce_f32(m->mesh, GROUP_TP, a->dqkn, 2 * D * (size_t)L, REDUCE_SUM);
         for (int l = 0; l < L; l++) {
-            be->add_inplace(G(m, lay->layers[l].q_norm), a->dqkn + (size_t)l * 2 * D, D);
-            be->add_inplace(G(m, lay->layers[l].k_norm), a->dqkn + (size_t)l * 2 * D + D, D);
+            dpo_add_inplace(be, G(m, lay->layers[l].q_norm), a->dqkn + (size_t)l * 2 * D, D, m->dtype);
+            dpo_add_inplace(be, G(m, lay->layers[l].k_norm), a->dqkn + (size_t)l * 2 * D + D, D, m->dtype);
         }
     }
-    be->embedding_bwd(G(m, lay->embed), a->tokens, a->dx, T, C, lay->vocab_start,
-                      lay->vocab_local);
+    dpo_embedding_bwd(be, G(m, lay->embed), a->tokens, a->dx, T, C, lay->vocab_start,
+                      lay->vocab_local, m->dtype);
 }
 
 // ---------------------------------------------------------------------------
@@ -784,8 +790,8 @@ int kv_cache_init(dpo_kv_cache_t *c, const dpo_model_t *m, int capacity, char *e
 void kv_cache_free(dpo_kv_cache_t *c) {
     if (!c->be) return;
     for (int l = 0; l < c->n_layers; l++) {
-        c->be->free(c->k[l]);
-        c->be->free(c->v[l]);
+        dpo_free(c->be, c->k[l]);
+        dpo_free(c->be, c->v[l]);
     }
     free(c->k);
     free(c->v);
@@ -808,17 +814,17 @@ void model_forward_cached(dpo_model_t *m, dpo_kv_cache_t *c, const int32_t *toke
         dpo_fatal("model_forward_cached: n_logits %d outside 0..%d", n_logits, n);
     int32_t *pos = xmalloc((size_t)n * sizeof(int32_t), "positions");
     for (int i = 0; i < n; i++) pos[i] = past + i;
-    be->to_device(a->tokens, tokens, (size_t)n * sizeof(int32_t));
-    be->to_device(a->pos, pos, (size_t)n * sizeof(int32_t));
+    dpo_to_device(be, a->tokens, tokens, (size_t)n * sizeof(int32_t));
+    dpo_to_device(be, a->pos, pos, (size_t)n * sizeof(int32_t));
     free(pos);
-    be->embedding_fwd(a->x, a->tokens, P(m, lay->embed), n, C, lay->vocab_start, lay->vocab_local);
+    dpo_embedding_fwd(be, a->x, a->tokens, P(m, lay->embed), n, C, lay->vocab_start, lay->vocab_local, m->dtype);
     comm_allreduce_f32(m->mesh, GROUP_TP, a->x, (size_t)n * C, REDUCE_SUM);
     size_t kvd = (size_t)c->kv_dim;
     for (int l = 0; l < lay->cfg.num_hidden_layers; l++) {
         layer_acts_t *s = &a->layer[0];
         layer_qkv(m, l, n, a->pos, s, c->k[l] + (size_t)past * kvd, c->v[l] + (size_t)past * kvd);
-        be->attention_cached(s->att, s->q, c->k[l], c->v[l], n, past, lay->n_heads_local,
-                             lay->n_kv_heads_local, lay->head_dim);
+        dpo_attention_cached(be, s->att, s->q, c->k[l], c->v[l], n, past, lay->n_heads_local,
+                             lay->n_kv_heads_local, lay->head_dim, m->dtype);
         layer_out(m, l, n, s);
     }
     c->len = past + n;
@@ -826,12 +832,12 @@ void model_forward_cached(dpo_model_t *m, dpo_kv_cache_t *c, const int32_t *toke
     // Final norm of the last n_logits rows only, then this rank's vocabulary slab of
     // their logits, chunk by chunk through a->logits.
     const float *xl = a->x + (size_t)(n - n_logits) * C;
-    be->rmsnorm_fwd(a->xf, a->rstd_f, xl, P(m, lay->final_norm), n_logits, C,
-                    lay->cfg.rms_norm_eps);
+    dpo_rmsnorm_fwd(be, a->xf, a->rstd_f, xl, P(m, lay->final_norm), n_logits, C,
+                    lay->cfg.rms_norm_eps, m->dtype);
     const float *W = P(m, lay->lm_head);
     for (int r0 = 0; r0 < n_logits; r0 += m->chunk) {
         int k = n_logits - r0 < m->chunk ? n_logits - r0 : m->chunk;
-        linear_fwd(be, a->logits, a->xf + (size_t)r0 * C, W, k, Vl, C);
-        be->to_host(logits + (size_t)r0 * Vl, a->logits, (size_t)k * Vl * sizeof(float));
+        linear_fwd(be, m->dtype, a->logits, a->xf + (size_t)r0 * C, W, k, Vl, C);
+        dpo_to_host(be, logits + (size_t)r0 * Vl, a->logits, (size_t)k * Vl * sizeof(float));
     }
 }

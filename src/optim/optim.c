@@ -17,20 +17,20 @@ void optim_init(dpo_optim_t *o, const dpo_model_t *model, int zero_stage) {
         // model->n_alloc is a multiple of dp_size: equal shards, padding at the end.
         o->n = model->n_alloc / (size_t)mesh->dp_size;
         o->off = (size_t)mesh->dp_rank * o->n;
-        o->gshard = (float *)model->be->alloc(o->n * sizeof(float));
+        o->gshard = (float *)dpo_alloc(model->be, o->n * sizeof(float));
     } else {
         o->n = model->layout.n_params;
         o->off = 0;
     }
-    o->m = (float *)model->be->alloc(o->n * sizeof(float));  // zero-filled
-    o->v = (float *)model->be->alloc(o->n * sizeof(float));
+    o->m = (float *)dpo_alloc(model->be, o->n * sizeof(float));  // zero-filled
+    o->v = (float *)dpo_alloc(model->be, o->n * sizeof(float));
     o->t = 0;
 }
 
 void optim_free(dpo_optim_t *o, const dpo_model_t *model) {
-    if (o->m) model->be->free(o->m);
-    if (o->v) model->be->free(o->v);
-    if (o->gshard) model->be->free(o->gshard);
+    if (o->m) dpo_free(model->be, o->m);
+    if (o->v) dpo_free(model->be, o->v);
+    if (o->gshard) dpo_free(model->be, o->gshard);
     memset(o, 0, sizeof *o);
 }
 
@@ -89,7 +89,7 @@ double optim_grad_norm(const dpo_model_t *model) {
     for (int i = 0; i < lay->n_tensors; i++) {
         const dpo_tensor_t *t = &lay->tensors[i];
         if (t->numel == 0) continue;
-        double s = be->sumsq(model->grads + t->offset, t->numel);
+        double s = dpo_sumsq(be, model->grads + t->offset, t->numel);
         if (t->shard == SHARD_NONE)
             replicated += s;
         else
@@ -111,7 +111,7 @@ double optim_global_grad_norm(const dpo_optim_t *o, const dpo_model_t *model) {
         const dpo_tensor_t *t = &lay->tensors[i];
         size_t lo, hi;
         if (t->numel == 0 || !shard_part(o, t, &lo, &hi)) continue;
-        double s = be->sumsq(o->gshard + (lo - o->off), hi - lo);
+        double s = dpo_sumsq(be, o->gshard + (lo - o->off), hi - lo);
         if (t->shard == SHARD_NONE)
             sums[1] += s;
         else
@@ -133,7 +133,7 @@ void optim_step(dpo_optim_t *o, dpo_model_t *model, const dpo_config_t *cfg, flo
     // max / (norm + 1e-6) when the norm exceeds max.
     if (cfg->max_grad_norm > 0.0f && grad_norm > (double)cfg->max_grad_norm) {
         double coef = (double)cfg->max_grad_norm / (grad_norm + 1e-6);
-        be->scale_inplace(grads, (float)coef, n_grads);
+        dpo_scale_inplace(be, grads, (float)coef, n_grads, DPO_F32);
     }
 
     o->t += 1;
@@ -147,7 +147,7 @@ void optim_step(dpo_optim_t *o, dpo_model_t *model, const dpo_config_t *cfg, flo
         if (t->numel == 0 || !shard_part(o, t, &lo, &hi)) continue;
         float wd = t->decay ? cfg->weight_decay : 0.0f;
         size_t k = lo - o->off;
-        be->adamw(model->params + lo, grads + k, o->m + k, o->v + k, hi - lo, lr, cfg->beta1,
+        dpo_adamw(be, model->params + lo, grads + k, o->m + k, o->v + k, hi - lo, lr, cfg->beta1,
                   cfg->beta2, cfg->adam_eps, wd, (float)bc1, (float)bc2);
     }
     // Every DP rank updated its own shard: gather the full parameters everywhere.

@@ -389,7 +389,7 @@ static int h52hf(const char *ckpt, const char *out, st_dtype_t dt, uint64_t max_
     float *host = NULL;
     if (rc == 0) {
         host = xmalloc(m.layout.n_params * sizeof(float) + 1, "weights");
-        m.be->to_host(host, m.params, m.layout.n_params * sizeof(float));
+        dpo_to_host(m.be, host, m.params, m.layout.n_params * sizeof(float));
     }
     char tmp[PATH_LEN + 16], path[2 * PATH_LEN];
     snprintf(tmp, sizeof tmp, "%s.tmp", out);

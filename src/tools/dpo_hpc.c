@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "dpo/backend.h"
+#include "dpo/backend_profile.h"
 #include "dpo/comm.h"
 #include "dpo/config.h"
 #include "dpo/error.h"
@@ -268,7 +269,7 @@ int main(int argc, char **argv) {
     // Device binding: one device per node-local rank (a GPU, or a share of the node's cores).
     bool cuda = strcmp(cfg.backend, "cuda") == 0;
     char device[384] = "";
-    if (cuda) open_cuda(&cfg, &mesh, device, sizeof device);
+    const dpo_backend_t *be = cuda ? open_cuda(&cfg, &mesh, device, sizeof device) : backend_cpu();
     char host[256] = "";
     gethostname(host, sizeof host - 1);
     for (int r = 0; r < world; r++) {
@@ -288,10 +289,15 @@ int main(int argc, char **argv) {
     gen_run_opts_t gen_opts = {.in_path = gen_in, .out_path = gen_out, .tokenizer_dir = gen_tok,
                                .eos_ids = eos, .n_eos = n_eos, .samples = gen_samples,
                                .rollouts = gen_rollouts};
-    int rc = gen_in ? generate_main(&cfg, &mesh, &gen_opts)
-             : precompute ? trainer_precompute_reference(&cfg, &mesh)
-             : eval_weights ? trainer_evaluate(&cfg, &mesh, eval_weights)
-                          : trainer_train(&cfg, &mesh);
+    // DPO_PROFILE_OPS=1: time every op of the backend (benchmarks/README.md).
+    dpo_backend_t *prof = backend_profile_enabled() ? backend_profile_wrap(be) : NULL;
+    const dpo_backend_t *run_be = prof ? prof : be;
+    int rc = gen_in ? generate_main(&cfg, &mesh, run_be, &gen_opts)
+             : precompute ? trainer_precompute_reference(&cfg, &mesh, run_be)
+             : eval_weights ? trainer_evaluate(&cfg, &mesh, run_be, eval_weights)
+                          : trainer_train(&cfg, &mesh, run_be);
+    if (prof && rank == 0) backend_profile_report(prof, stdout);
+    backend_profile_free(prof);
     mesh_free(&mesh);  // NCCL communicators first: they still use the backend's stream
     if (cuda) backend_cuda_close();
     MPI_Finalize();

@@ -193,7 +193,8 @@ static json_t *rollout_json(const char *prompt, const char *text, int index, int
                      "finish_reason", eos ? "eos" : "length");
 }
 
-int generate_main(const dpo_config_t *cfg, const dpo_mesh_t *mesh, const gen_run_opts_t *opt) {
+int generate_main(const dpo_config_t *cfg, const dpo_mesh_t *mesh, const dpo_backend_t *be,
+                  const gen_run_opts_t *opt) {
     const char *in_path = opt->in_path, *out_path = opt->out_path;
     const char *tokenizer_dir = opt->tokenizer_dir;
     const int32_t *eos_ids = opt->eos_ids;
@@ -265,9 +266,6 @@ int generate_main(const dpo_config_t *cfg, const dpo_mesh_t *mesh, const gen_run
         if (len[i] > longest) longest = len[i];
     }
 
-    const dpo_backend_t *be = backend_by_name(cfg->backend);
-    if (!be) dpo_fatal_all("cluster.backend = \"%s\" is not available (\"cuda\" needs the "
-                           "CUDA backend opened at start-up, as dpo_hpc does)", cfg->backend);
     dpo_model_t m;
     int max_tokens = longest < 4096 ? longest : 4096;
     if (model_init(&m, be, mesh, &mc, false, max_tokens, cfg->logprob_chunk_size, err,

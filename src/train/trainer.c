@@ -17,7 +17,6 @@
 #include <unistd.h>
 
 #include "dpo/backend.h"
-#include "dpo/backend_profile.h"
 #include "dpo/batch.h"
 #include "dpo/ckpt.h"
 #include "dpo/comm.h"
@@ -213,17 +212,13 @@ static void describe_reference(trainer_t *t) {
 }
 
 static void trainer_setup(trainer_t *t, const dpo_config_t *cfg, const dpo_mesh_t *mesh,
-                          bool for_training) {
+                          const dpo_backend_t *be, bool for_training) {
     char err[ERR_LEN];
     memset(t, 0, sizeof *t);
     t->cfg = cfg;
     t->mesh = mesh;
     t->perm_epoch = -1;
-    t->be = backend_by_name(cfg->backend);
-    if (!t->be) dpo_fatal_all("cluster.backend = \"%s\" is not available (\"cuda\" needs the "
-                              "CUDA backend opened at start-up, as dpo_hpc does)", cfg->backend);
-    // DPO_PROFILE_OPS=1: time every op of the backend (benchmarks/README.md).
-    if (backend_profile_enabled()) t->be = backend_profile_wrap(t->be);
+    t->be = be;
     err[0] = '\0';
     bool opened = dataset_open(&t->ds, cfg->dataset_path, mesh->world, err, sizeof err) == 0;
     fatal_unless_all_ok(mesh, opened, "data.dataset_path", err);
@@ -584,10 +579,10 @@ static void setup_reference(trainer_t *t) {
     }
 }
 
-int trainer_train(const dpo_config_t *cfg, const dpo_mesh_t *mesh) {
+int trainer_train(const dpo_config_t *cfg, const dpo_mesh_t *mesh, const dpo_backend_t *be) {
     trainer_t t;
     char err[ERR_LEN];
-    trainer_setup(&t, cfg, mesh, true);
+    trainer_setup(&t, cfg, mesh, be, true);
     if (mesh->world_rank == 0 && util_mkdir_p(cfg->log_dir, err, sizeof err) != 0)
         dpo_fatal("logger.log_dir: %s", err);
     write_effective_config(cfg, mesh);
@@ -647,7 +642,6 @@ int trainer_train(const dpo_config_t *cfg, const dpo_mesh_t *mesh) {
     if (t.skipped_total > 0)
         log_info("skipped %lld step(s) with a non-finite loss or gradient norm",
                  (long long)t.skipped_total);
-    if (backend_profile_enabled() && mesh->world_rank == 0) backend_profile_report(stdout);
     trainer_teardown(&t);
     return stopped ? TRAINER_STOPPED_BY_SIGNAL : 0;
 }
@@ -656,13 +650,14 @@ int trainer_train(const dpo_config_t *cfg, const dpo_mesh_t *mesh) {
 // Evaluation only
 // ---------------------------------------------------------------------------
 
-int trainer_evaluate(const dpo_config_t *cfg, const dpo_mesh_t *mesh, const char *weights) {
+int trainer_evaluate(const dpo_config_t *cfg, const dpo_mesh_t *mesh, const dpo_backend_t *be,
+                     const char *weights) {
     trainer_t t;
     char err[ERR_LEN];
     // Named here as --evaluate's argument, before the model loader's generic message.
     if (access(weights, R_OK) != 0)
         dpo_fatal_all("--evaluate %s: %s", weights, strerror(errno));
-    trainer_setup(&t, cfg, mesh, false);
+    trainer_setup(&t, cfg, mesh, be, false);
     if (t.ds.n_val == 0)
         dpo_fatal_all("--evaluate: %s has no validation split (dpo_prep --val NAME=FILE adds one)",
                       cfg->dataset_path);
@@ -713,10 +708,11 @@ static void reference_for_split(trainer_t *t, const dpo_split_t *s, float *chose
     comm_allreduce_f32(t->mesh, GROUP_DP, rejected, (size_t)n, REDUCE_SUM);
 }
 
-int trainer_precompute_reference(const dpo_config_t *cfg, const dpo_mesh_t *mesh) {
+int trainer_precompute_reference(const dpo_config_t *cfg, const dpo_mesh_t *mesh,
+                                 const dpo_backend_t *be) {
     trainer_t t;
     char err[ERR_LEN];
-    trainer_setup(&t, cfg, mesh, false);
+    trainer_setup(&t, cfg, mesh, be, false);
     if (cfg->reference_free) dpo_fatal_all("dpo.reference_free = true: there is no reference to precompute");
     make_model(&t, &t.ref, cfg->reference_model[0] ? cfg->reference_model : cfg->model_name, false);
     t.have_ref_model = true;
