@@ -27,7 +27,7 @@ typedef struct {
     const char *backend;
 } opts_t;
 
-static const dpo_backend_t *be;
+static dpo_backend_t *be;   // the profiler around the backend under test
 static int reps;
 
 static void usage(void) {
@@ -43,15 +43,15 @@ static float *dbuf(size_t n, float scale, unsigned seed) {
     if (!h) { fprintf(stderr, "dpo_op_bench: out of memory\n"); exit(1); }
     srand(seed);
     for (size_t i = 0; i < n; i++) h[i] = scale * ((float)rand() / (float)RAND_MAX - 0.5f);
-    float *d = be->alloc(n * sizeof(float));
-    be->to_device(d, h, n * sizeof(float));
+    float *d = dpo_alloc(be, n * sizeof(float));
+    dpo_to_device(be, d, h, n * sizeof(float));
     free(h);
     return d;
 }
 
 static int32_t *ibuf(const int32_t *h, size_t n) {
-    int32_t *d = be->alloc(n * sizeof(int32_t));
-    be->to_device(d, h, n * sizeof(int32_t));
+    int32_t *d = dpo_alloc(be, n * sizeof(int32_t));
+    dpo_to_device(be, d, h, n * sizeof(int32_t));
     return d;
 }
 
@@ -60,10 +60,10 @@ static int32_t *ibuf(const int32_t *h, size_t n) {
 #define TIME_OP(var, op, body)                                  \
     do {                                                        \
         for (int w_ = 0; w_ < 2; w_++) { body; }                \
-        backend_profile_reset();                                \
+        backend_profile_reset(be);                              \
         for (int r_ = 0; r_ < reps; r_++) { body; }             \
         long long c_;                                           \
-        double s_ = backend_profile_seconds(op, &c_);           \
+        double s_ = backend_profile_seconds(be, op, &c_);       \
         var = c_ > 0 ? s_ / (double)c_ : 0.0;                   \
     } while (0)
 
@@ -96,16 +96,16 @@ static void bench_linear(const char *cls, const char *what, int T, int N, int K,
     double fl = 2.0 * T * N * K;
     char name[64];
     double s;
-    TIME_OP(s, "matmul", be->matmul(false, true, T, N, K, 1.0f, x, K, w, K, 0.0f, y, N));
+    TIME_OP(s, "matmul", dpo_matmul(be, false, true, T, N, K, 1.0f, x, DPO_F32, K, w, DPO_F32, K, 0.0f, y, DPO_F32, N));
     snprintf(name, sizeof name, "%s fwd %dx%dx%d", what, T, N, K);
     add(cls, name, s, fwd_calls, fl);
-    TIME_OP(s, "matmul", be->matmul(false, false, T, K, N, 1.0f, y, N, w, K, 0.0f, x, K));
+    TIME_OP(s, "matmul", dpo_matmul(be, false, false, T, K, N, 1.0f, y, DPO_F32, N, w, DPO_F32, K, 0.0f, x, DPO_F32, K));
     snprintf(name, sizeof name, "%s dx  %dx%dx%d", what, T, K, N);
     add(cls, name, s, bwd_calls, fl);
-    TIME_OP(s, "matmul", be->matmul(true, false, N, K, T, 1.0f, y, N, x, K, 1.0f, dw, K));
+    TIME_OP(s, "matmul", dpo_matmul(be, true, false, N, K, T, 1.0f, y, DPO_F32, N, x, DPO_F32, K, 1.0f, dw, DPO_F32, K));
     snprintf(name, sizeof name, "%s dW  %dx%dx%d", what, N, K, T);
     add(cls, name, s, bwd_calls, fl);
-    be->free(x); be->free(w); be->free(y); be->free(dw);
+    dpo_free(be, x); dpo_free(be, w); dpo_free(be, y); dpo_free(be, dw);
 }
 
 static int parse_int(const char *s) {
@@ -198,7 +198,7 @@ int main(int argc, char **argv) {
     const double chunks = (double)S / n;        // chunks per micro-batch (last one partial)
     printf("dpo_op_bench: backend %s, threads %d (0 = default); model hidden %d, layers %d, "
            "heads %d/%d (head_dim %d), ffn %d, vocab %d\n",
-           inner->name, o.threads, C, Ls, H, Hkv, D, F, V);
+           inner->ops->name, o.threads, C, Ls, H, Hkv, D, F, V);
     printf("micro-batch: %d pairs x 2 x %d tokens = %d tokens, %d scored rows (%d per "
            "sequence), log-prob chunk %d; %d micro-batch(es) per step; %d reps per op\n\n",
            o.pairs, o.seq, T, S, o.comp, o.chunk, o.accum, o.reps);
@@ -229,59 +229,59 @@ int main(int argc, char **argv) {
     float *dq = dbuf((size_t)T * H * D, 0.0f, 11), *dk = dbuf((size_t)T * Hkv * D, 0.0f, 12);
     float *dv = dbuf((size_t)T * Hkv * D, 0.0f, 13);
     double s;
-    TIME_OP(s, "attention_fwd", be->attention_fwd(out, lse, q, k, v, cu, nseq, T, H, Hkv, D));
+    TIME_OP(s, "attention_fwd", dpo_attention_fwd(be, out, lse, q, k, v, cu, nseq, T, H, Hkv, D, DPO_F32));
     // Causal attention FLOPs as doc/performance.md counts them: forward 2·H·D·ΣL²
     // (QKᵀ and PV, halved by the mask), backward twice that.
     double att_fl = 2.0 * H * D * (double)nseq * o.seq * o.seq;
     add("attention", "attention_fwd", s, 2.0 * Ls, att_fl);
     TIME_OP(s, "attention_bwd",
-              be->attention_bwd(dq, dk, dv, dout, out, lse, q, k, v, cu, nseq, T, H, Hkv, D));
+              dpo_attention_bwd(be, dq, dk, dv, dout, out, lse, q, k, v, cu, nseq, T, H, Hkv, D, DPO_F32));
     add("attention", "attention_bwd", s, Ls, 2.0 * att_fl);
-    TIME_OP(s, "rope_fwd", be->rope_fwd(q, pos, T, H, D, 10000.0f));
+    TIME_OP(s, "rope_fwd", dpo_rope_fwd(be, q, pos, T, H, D, 10000.0f, DPO_F32));
     add("rope", "rope_fwd q", s, 2.0 * Ls, 0);
-    TIME_OP(s, "rope_fwd", be->rope_fwd(k, pos, T, Hkv, D, 10000.0f));
+    TIME_OP(s, "rope_fwd", dpo_rope_fwd(be, k, pos, T, Hkv, D, 10000.0f, DPO_F32));
     add("rope", "rope_fwd k", s, 2.0 * Ls, 0);
-    TIME_OP(s, "rope_bwd", be->rope_bwd(dq, pos, T, H, D, 10000.0f));
+    TIME_OP(s, "rope_bwd", dpo_rope_bwd(be, dq, pos, T, H, D, 10000.0f, DPO_F32));
     add("rope", "rope_bwd q", s, Ls, 0);
-    TIME_OP(s, "rope_bwd", be->rope_bwd(dk, pos, T, Hkv, D, 10000.0f));
+    TIME_OP(s, "rope_bwd", dpo_rope_bwd(be, dk, pos, T, Hkv, D, 10000.0f, DPO_F32));
     add("rope", "rope_bwd k", s, Ls, 0);
 
     // ---- norms, MLP activation, residual stream, embedding ----
     float *x = dbuf((size_t)T * C, 1.0f, 14), *y = dbuf((size_t)T * C, 0.0f, 15);
     float *w = dbuf((size_t)C, 1.0f, 16), *dw = dbuf((size_t)C, 0.0f, 17);
     float *rstd = dbuf((size_t)T, 0.0f, 18), *dx = dbuf((size_t)T * C, 0.0f, 19);
-    TIME_OP(s, "rmsnorm_fwd", be->rmsnorm_fwd(y, rstd, x, w, T, C, 1e-5f));
+    TIME_OP(s, "rmsnorm_fwd", dpo_rmsnorm_fwd(be, y, rstd, x, w, T, C, 1e-5f, DPO_F32));
     add("rmsnorm", "rmsnorm_fwd", s, 2.0 * (2 * Ls + 1), 0);
-    TIME_OP(s, "rmsnorm_bwd", be->rmsnorm_bwd(dx, dw, y, x, w, rstd, T, C));
+    TIME_OP(s, "rmsnorm_bwd", dpo_rmsnorm_bwd(be, dx, dw, y, x, w, rstd, T, C, DPO_F32));
     add("rmsnorm", "rmsnorm_bwd", s, 2 * Ls + 1, 0);
-    TIME_OP(s, "add_inplace", be->add_inplace(y, x, (size_t)T * C));
+    TIME_OP(s, "add_inplace", dpo_add_inplace(be, y, x, (size_t)T * C, DPO_F32));
     add("residual (add, copy)", "add_inplace", s, 6.0 * Ls, 0);
-    TIME_OP(s, "copy", be->copy(y, x, (size_t)T * C * sizeof(float)));
+    TIME_OP(s, "copy", dpo_copy(be, y, x, (size_t)T * C * sizeof(float)));
     add("residual (add, copy)", "copy", s, 4.0 * Ls + 2, 0);
     float *table = dbuf((size_t)V * C, 0.1f, 20), *dtable = dbuf((size_t)V * C, 0.0f, 21);
-    TIME_OP(s, "embedding_fwd", be->embedding_fwd(y, tok, table, T, C, 0, V));
+    TIME_OP(s, "embedding_fwd", dpo_embedding_fwd(be, y, tok, table, T, C, 0, V, DPO_F32));
     add("embedding", "embedding_fwd", s, 2.0, 0);
-    TIME_OP(s, "embedding_bwd", be->embedding_bwd(dtable, tok, y, T, C, 0, V));
+    TIME_OP(s, "embedding_bwd", dpo_embedding_bwd(be, dtable, tok, y, T, C, 0, V, DPO_F32));
     add("embedding", "embedding_bwd", s, 1.0, 0);
 
     float *g = dbuf((size_t)T * F, 1.0f, 23), *u = dbuf((size_t)T * F, 1.0f, 24);
     float *h = dbuf((size_t)T * F, 0.0f, 25), *dg = dbuf((size_t)T * F, 0.0f, 26);
     float *du = dbuf((size_t)T * F, 0.0f, 27);
-    TIME_OP(s, "swiglu_fwd", be->swiglu_fwd(h, g, u, (size_t)T * F));
+    TIME_OP(s, "swiglu_fwd", dpo_swiglu_fwd(be, h, g, u, (size_t)T * F, DPO_F32));
     add("swiglu", "swiglu_fwd", s, 2.0 * Ls, 0);
-    TIME_OP(s, "swiglu_bwd", be->swiglu_bwd(dg, du, h, g, u, (size_t)T * F));
+    TIME_OP(s, "swiglu_bwd", dpo_swiglu_bwd(be, dg, du, h, g, u, (size_t)T * F, DPO_F32));
     add("swiglu", "swiglu_bwd", s, Ls, 0);
 
     // ---- log-probs of one chunk ----
     float *logits = dbuf((size_t)n * V, 4.0f, 28), *st = dbuf(3 * (size_t)n, 0.0f, 29);
     float *lse_c = dbuf((size_t)n, 0.0f, 30), *dlp = dbuf((size_t)n, 1.0f, 31);
     float *st_h = malloc(3 * (size_t)n * sizeof(float));
-    TIME_OP(s, "logprob_stats", be->logprob_stats(st, st + n, st + 2 * n, logits, tok, n, V, 0, V));
+    TIME_OP(s, "logprob_stats", dpo_logprob_stats(be, st, st + n, st + 2 * n, logits, tok, n, V, 0, V, DPO_F32));
     add("logprob", "logprob_stats", s, 2.0 * chunks, 0);
-    be->to_host(st_h, st, 3 * (size_t)n * sizeof(float));
+    dpo_to_host(be, st_h, st, 3 * (size_t)n * sizeof(float));
     for (int i = 0; i < n; i++) st_h[i] = st_h[i] + logf(st_h[n + i]);
-    be->to_device(lse_c, st_h, (size_t)n * sizeof(float));
-    TIME_OP(s, "logprob_bwd", be->logprob_bwd(logits, tok, lse_c, dlp, n, V, 0, V));
+    dpo_to_device(be, lse_c, st_h, (size_t)n * sizeof(float));
+    TIME_OP(s, "logprob_bwd", dpo_logprob_bwd(be, logits, tok, lse_c, dlp, n, V, 0, V, DPO_F32));
     add("logprob", "logprob_bwd", s, chunks, 0);
 
     // ---- optimizer, once per step, over every parameter in one call ----
@@ -291,12 +291,12 @@ int main(int argc, char **argv) {
     float *pp = dbuf(np, 0.1f, 32), *pg = dbuf(np, 0.01f, 33), *pm = dbuf(np, 0.0f, 34);
     float *pv = dbuf(np, 0.0f, 35);
     TIME_OP(s, "adamw",
-            be->adamw(pp, pg, pm, pv, np, 1e-4f, 0.9f, 0.999f, 1e-8f, 0.01f, 0.1f, 0.001f));
+            dpo_adamw(be, pp, pg, pm, pv, np, 1e-4f, 0.9f, 0.999f, 1e-8f, 0.01f, 0.1f, 0.001f));
     add("optimizer", "adamw (all params)", s, 1.0 / o.accum, 0);
     volatile double sink = 0;
-    TIME_OP(s, "sumsq", sink += be->sumsq(pg, np));
+    TIME_OP(s, "sumsq", sink += dpo_sumsq(be, pg, np));
     add("optimizer", "sumsq (grad norm)", s, 1.0 / o.accum, 0);
-    TIME_OP(s, "scale_inplace", be->scale_inplace(pg, 1.0f, np));
+    TIME_OP(s, "scale_inplace", dpo_scale_inplace(be, pg, 1.0f, np, DPO_F32));
     add("optimizer", "scale (clipping)", s, 1.0 / o.accum, 0);
     (void)sink;
 

@@ -12,6 +12,7 @@
 
 #include "attention_ref.h"
 #include "dpo/backend.h"
+#include "dpo/backend_profile.h"
 #include "testutil.h"
 
 static const dpo_backend_t *B;
@@ -20,19 +21,19 @@ static const dpo_backend_t *B;
 
 // Backend buffer of n floats filled uniform in [lo, hi).
 static float *rnd(size_t n, unsigned seed, float lo, float hi) {
-    float *x = B->alloc(n * sizeof(float));
+    float *x = dpo_alloc(B, n * sizeof(float));
     test_fill_uniform(x, n, seed, lo, hi);
     return x;
 }
 
 static float *filled(size_t n, float value) {
-    float *x = B->alloc(n * sizeof(float));
+    float *x = dpo_alloc(B, n * sizeof(float));
     for (size_t i = 0; i < n; i++) x[i] = value;
     return x;
 }
 
 static float *clone(const float *x, size_t n) {
-    float *y = B->alloc(n * sizeof(float));
+    float *y = dpo_alloc(B, n * sizeof(float));
     memcpy(y, x, n * sizeof(float));
     return y;
 }
@@ -92,7 +93,7 @@ static void check_fd(const char *what, float *x, const float *g, size_t n, loss_
 
 // g = after - before (the part a backward op accumulated), as a fresh buffer.
 static float *diff(const float *after, const float *before, size_t n) {
-    float *g = B->alloc(n * sizeof(float));
+    float *g = dpo_alloc(B, n * sizeof(float));
     for (size_t i = 0; i < n; i++) g[i] = after[i] - before[i];
     return g;
 }
@@ -109,25 +110,25 @@ static bool all_finite(const float *x, size_t n) {
 static void test_memory(void) {
     printf("memory\n");
     size_t n = 1001;
-    float *a = B->alloc(n * sizeof(float));
+    float *a = dpo_alloc(B, n * sizeof(float));
     CHECK(((uintptr_t)a & 63) == 0);
     bool zero = true;
     for (size_t i = 0; i < n; i++) zero = zero && a[i] == 0.0f;
     CHECK(zero);
     float host[5] = {1, 2, 3, 4, 5}, back[5] = {0};
-    B->to_device(a, host, sizeof host);
-    float *b = B->alloc(n * sizeof(float));
-    B->copy(b, a, sizeof host);
-    B->to_host(back, b, sizeof back);
+    dpo_to_device(B, a, host, sizeof host);
+    float *b = dpo_alloc(B, n * sizeof(float));
+    dpo_copy(B, b, a, sizeof host);
+    dpo_to_host(B, back, b, sizeof back);
     CHECK(memcmp(host, back, sizeof host) == 0);
-    B->zero(b, 2 * sizeof(float));
+    dpo_zero(B, b, 2 * sizeof(float));
     CHECK(b[0] == 0.0f && b[1] == 0.0f && b[2] == 3.0f);
-    B->synchronize();
-    float *z = B->alloc(0);   // a valid, freeable pointer
+    dpo_synchronize(B);
+    float *z = dpo_alloc(B, 0);   // a valid, freeable pointer
     CHECK(z != NULL);
-    B->free(z);
-    B->free(a);
-    B->free(b);
+    dpo_free(B, z);
+    dpo_free(B, a);
+    dpo_free(B, b);
 }
 
 // ----------------------------------------------------------------- matmul ----
@@ -147,7 +148,7 @@ static void test_matmul(void) {
             float *C = rnd((size_t)M * ldc, 17, -1, 1);
             float *C0 = clone(C, (size_t)M * ldc);
             float alpha = 0.7f, beta = 0.3f;
-            B->matmul(ta, tb, M, N, K, alpha, A, lda, Bm, ldb, beta, C, ldc);
+            dpo_matmul(B, ta, tb, M, N, K, alpha, A, DPO_F32, lda, Bm, DPO_F32, ldb, beta, C, DPO_F32, ldc);
             double ref[5 * 7];
             for (int i = 0; i < M; i++) {
                 for (int j = 0; j < N; j++) {
@@ -170,10 +171,10 @@ static void test_matmul(void) {
             snprintf(what, sizeof what, "matmul ta=%d tb=%d", ta, tb);
             check_vec(what, got, ref, (size_t)M * N, 1e-5, 1e-6);
             CHECK(pad_ok);
-            B->free(A);
-            B->free(Bm);
-            B->free(C);
-            B->free(C0);
+            dpo_free(B, A);
+            dpo_free(B, Bm);
+            dpo_free(B, C);
+            dpo_free(B, C0);
         }
     }
 }
@@ -189,7 +190,7 @@ static double bias_loss(void *p) {
     bias_ctx *c = p;
     size_t n = (size_t)c->T * c->N;
     memcpy(c->y, c->y0, n * sizeof(float));
-    B->bias_add(c->y, c->b, c->T, c->N);
+    dpo_bias_add(B, c->y, c->b, c->T, c->N, DPO_F32);
     return dotd(c->dout, c->y, n);
 }
 
@@ -197,11 +198,11 @@ static void test_elementwise(void) {
     printf("add / scale / sumsq / bias\n");
     size_t n = 37;
     float *x = rnd(n, 1, -1, 1), *y = rnd(n, 2, -1, 1), *y0 = clone(y, n);
-    B->add_inplace(y, x, n);
+    dpo_add_inplace(B, y, x, n, DPO_F32);
     bool ok = true;
     for (size_t i = 0; i < n; i++) ok = ok && y[i] == y0[i] + x[i];
     CHECK(ok);
-    B->scale_inplace(y, -2.5f, n);
+    dpo_scale_inplace(B, y, -2.5f, n, DPO_F32);
     ok = true;
     for (size_t i = 0; i < n; i++) ok = ok && y[i] == (y0[i] + x[i]) * -2.5f;
     CHECK(ok);
@@ -211,13 +212,13 @@ static void test_elementwise(void) {
     float *s = rnd(big, 3, -1, 1);
     double ref = 0.0;
     for (size_t i = 0; i < big; i++) ref += (double)s[i] * s[i];
-    CHECK_CLOSE(B->sumsq(s, big), ref, 1e-12, 0.0);
-    CHECK(B->sumsq(s, 0) == 0.0);
+    CHECK_CLOSE(dpo_sumsq(B, s, big), ref, 1e-12, 0.0);
+    CHECK(dpo_sumsq(B, s, 0) == 0.0);
 
     // bias_add / bias_grad (T=6, N=21: more than one 16-column block).
     int T = 6, N = 21;
     size_t tn = (size_t)T * N;
-    bias_ctx c = {rnd(tn, 4, -1, 1), rnd(N, 5, -1, 1), rnd(tn, 6, -1, 1), B->alloc(tn * 4), T, N};
+    bias_ctx c = {rnd(tn, 4, -1, 1), rnd(N, 5, -1, 1), rnd(tn, 6, -1, 1), dpo_alloc(B, tn * 4), T, N};
     double yref[6 * 21];
     for (int t = 0; t < T; t++) {
         for (int j = 0; j < N; j++) yref[t * N + j] = (double)c.y0[t * N + j] + c.b[j];
@@ -225,11 +226,11 @@ static void test_elementwise(void) {
     bias_loss(&c);
     check_vec("bias_add", c.y, yref, tn, 1e-6, 1e-7);
     float *db0 = rnd(N, 7, -1, 1), *db = clone(db0, N);
-    B->bias_grad(db, c.dout, T, N);   // accumulates into db
+    dpo_bias_grad(B, db, c.dout, T, N, DPO_F32);   // accumulates into db
     float *g = diff(db, db0, N);
     check_fd("bias_grad (accumulated part)", c.b, g, N, bias_loss, &c, 1e-2f, 1e-3, 1e-4);
     float *m[] = {x, y, y0, s, c.y0, c.b, c.dout, c.y, db0, db, g};
-    for (size_t i = 0; i < sizeof m / sizeof *m; i++) B->free(m[i]);
+    for (size_t i = 0; i < sizeof m / sizeof *m; i++) dpo_free(B, m[i]);
 }
 
 // -------------------------------------------------------------- embedding ----
@@ -242,7 +243,7 @@ typedef struct {
 
 static double emb_loss(void *p) {
     emb_ctx *c = p;
-    B->embedding_fwd(c->out, c->tok, c->table, c->T, c->C, c->vstart, c->V);
+    dpo_embedding_fwd(B, c->out, c->tok, c->table, c->T, c->C, c->vstart, c->V, DPO_F32);
     return dotd(c->dout, c->out, (size_t)c->T * c->C);
 }
 
@@ -264,14 +265,14 @@ static void test_embedding(void) {
     // not land there.
     float *d0b = rnd((V + 6) * C, 23, -1, 1), *dtb = clone(d0b, (V + 6) * C);
     float *d0 = d0b + 3 * C, *dt = dtb + 3 * C;   // (V, C) views
-    B->embedding_bwd(dt, tok, c.dout, T, C, VSTART, V);
+    dpo_embedding_bwd(B, dt, tok, c.dout, T, C, VSTART, V, DPO_F32);
     CHECK(memcmp(dtb, d0b, 3 * C * sizeof(float)) == 0);
     CHECK(memcmp(dt + V * C, d0 + V * C, 3 * C * sizeof(float)) == 0);
     float *g = diff(dt, d0, V * C);
     check_fd("embedding_bwd (accumulated part)", c.table, g, V * C, emb_loss, &c, 1e-2f, 1e-4,
              1e-5);
     float *m[] = {c.table, c.dout, c.out, d0b, dtb, g};
-    for (size_t i = 0; i < sizeof m / sizeof *m; i++) B->free(m[i]);
+    for (size_t i = 0; i < sizeof m / sizeof *m; i++) dpo_free(B, m[i]);
 }
 
 // ---------------------------------------------------------------- RMSNorm ----
@@ -284,7 +285,7 @@ typedef struct {
 
 static double rms_loss(void *p) {
     rms_ctx *c = p;
-    B->rmsnorm_fwd(c->out, c->rstd, c->x, c->w, c->N, c->C, c->eps);
+    dpo_rmsnorm_fwd(B, c->out, c->rstd, c->x, c->w, c->N, c->C, c->eps, DPO_F32);
     return dotd(c->dout, c->out, (size_t)c->N * c->C);
 }
 
@@ -292,7 +293,7 @@ static void test_rmsnorm(void) {
     printf("rmsnorm\n");
     enum { N = 6, C = 21 };
     rms_ctx c = {rnd(N * C, 31, -2, 2), rnd(C, 32, 0.5f, 1.5f), rnd(N * C, 33, -1, 1),
-                 B->alloc(N * C * 4), B->alloc(N * 4), N, C, 1e-5f};
+                 dpo_alloc(B, N * C * 4), dpo_alloc(B, N * 4), N, C, 1e-5f};
     for (int j = 0; j < C; j++) c.x[2 * C + j] *= 1e-3f;   // a row where eps matters
     rms_loss(&c);
     double ref[N * C], rref[N];
@@ -310,10 +311,10 @@ static void test_rmsnorm(void) {
     rms_loss(&c);
     float *dx = filled(N * C, NAN);   // must be overwritten
     float *dw0 = rnd(C, 34, -1, 1), *dw = clone(dw0, C);
-    B->rmsnorm_bwd(dx, dw, c.dout, c.x, c.w, c.rstd, N, C);
+    dpo_rmsnorm_bwd(B, dx, dw, c.dout, c.x, c.w, c.rstd, N, C, DPO_F32);
     float *gw = diff(dw, dw0, C);
     // A second call adds the same gradient again (accumulate semantics).
-    B->rmsnorm_bwd(dx, dw, c.dout, c.x, c.w, c.rstd, N, C);
+    dpo_rmsnorm_bwd(B, dx, dw, c.dout, c.x, c.w, c.rstd, N, C, DPO_F32);
     bool twice = true;
     for (int j = 0; j < C; j++) {
         twice = twice && test_close(dw[j], dw0[j] + 2.0 * gw[j], 1e-5, 1e-6);
@@ -322,7 +323,7 @@ static void test_rmsnorm(void) {
     check_fd("rmsnorm_bwd dx", c.x, dx, N * C, rms_loss, &c, 1e-3f, 2e-3, 2e-3);
     check_fd("rmsnorm_bwd dw (accumulated part)", c.w, gw, C, rms_loss, &c, 1e-3f, 2e-3, 2e-3);
     float *m[] = {c.x, c.w, c.dout, c.out, c.rstd, dx, dw0, dw, gw};
-    for (size_t i = 0; i < sizeof m / sizeof *m; i++) B->free(m[i]);
+    for (size_t i = 0; i < sizeof m / sizeof *m; i++) dpo_free(B, m[i]);
 }
 
 // ------------------------------------------------------------------- RoPE ----
@@ -338,7 +339,7 @@ static double rope_loss(void *p) {
     rope_ctx *c = p;
     size_t n = (size_t)c->T * c->H * c->D;
     memcpy(c->x, c->x0, n * sizeof(float));
-    B->rope_fwd(c->x, c->pos, c->T, c->H, c->D, c->theta);
+    dpo_rope_fwd(B, c->x, c->pos, c->T, c->H, c->D, c->theta, DPO_F32);
     return dotd(c->dout, c->x, n);
 }
 
@@ -366,7 +367,7 @@ static void test_rope(void) {
     static const int32_t pos[T] = {0, 1, 2, 3, 4, 0, 1, 2, 0, 1, 2, 3};
     static const int32_t far[T] = {4090, 4091, 4092, 4093, 4094, 4095,
                                    0,    1,    2,    3,    2000, 2001};
-    rope_ctx c = {rnd(NX, 41, -1, 1), B->alloc(NX * 4), rnd(NX, 42, -1, 1), pos, T, H, D,
+    rope_ctx c = {rnd(NX, 41, -1, 1), dpo_alloc(B, NX * 4), rnd(NX, 42, -1, 1), pos, T, H, D,
                   10000.0f};
     double ref[NX];
     rope_loss(&c);
@@ -381,17 +382,17 @@ static void test_rope(void) {
 
     // Backward = adjoint: <rope(x), y> == <x, rope_bwd(y)>, and rope_bwd(rope(x)) == x.
     float *g = clone(c.dout, NX);
-    B->rope_bwd(g, pos, T, H, D, c.theta);
+    dpo_rope_bwd(B, g, pos, T, H, D, c.theta, DPO_F32);
     rope_loss(&c);
     CHECK_CLOSE(dotd(c.x, c.dout, NX), dotd(c.x0, g, NX), 1e-6, 1e-6);
     float *rt = clone(c.x, NX);
-    B->rope_bwd(rt, pos, T, H, D, c.theta);
+    dpo_rope_bwd(B, rt, pos, T, H, D, c.theta, DPO_F32);
     double x0d[NX];
     for (int i = 0; i < NX; i++) x0d[i] = c.x0[i];
     check_vec("rope_bwd(rope_fwd(x)) == x", rt, x0d, NX, 0.0, 1e-6);
     check_fd("rope_bwd", c.x0, g, NX, rope_loss, &c, 1e-2f, 1e-3, 1e-4);
     float *m[] = {c.x0, c.x, c.dout, g, rt};
-    for (size_t i = 0; i < sizeof m / sizeof *m; i++) B->free(m[i]);
+    for (size_t i = 0; i < sizeof m / sizeof *m; i++) dpo_free(B, m[i]);
 }
 
 // -------------------------------------------------------------- attention ----
@@ -405,7 +406,7 @@ typedef struct {
 
 static double attn_loss(void *p) {
     attn_ctx *c = p;
-    B->attention_fwd(c->out, c->lse, c->q, c->k, c->v, c->cu, c->nseq, c->T, c->H, c->Hkv, c->D);
+    dpo_attention_fwd(B, c->out, c->lse, c->q, c->k, c->v, c->cu, c->nseq, c->T, c->H, c->Hkv, c->D, DPO_F32);
     return dotd(c->dout, c->out, (size_t)c->T * c->H * c->D);
 }
 
@@ -459,16 +460,16 @@ static void attn_check_alone(const attn_ctx *c) {
         int t0 = c->cu[s], len = c->cu[s + 1] - t0;
         if (len == 0) continue;
         int32_t cu1[2] = {0, len};
-        float *o = B->alloc((size_t)len * H * D * 4), *l = B->alloc((size_t)H * len * 4);
-        B->attention_fwd(o, l, c->q + (size_t)t0 * H * D, c->k + (size_t)t0 * Hkv * D,
-                         c->v + (size_t)t0 * Hkv * D, cu1, 1, len, H, Hkv, D);
+        float *o = dpo_alloc(B, (size_t)len * H * D * 4), *l = dpo_alloc(B, (size_t)H * len * 4);
+        dpo_attention_fwd(B, o, l, c->q + (size_t)t0 * H * D, c->k + (size_t)t0 * Hkv * D,
+                         c->v + (size_t)t0 * Hkv * D, cu1, 1, len, H, Hkv, D, DPO_F32);
         same = same && memcmp(o, c->out + (size_t)t0 * H * D, (size_t)len * H * D * 4) == 0;
         for (int h = 0; h < H; h++) {
             same = same && memcmp(l + (size_t)h * len, c->lse + (size_t)h * c->T + t0,
                                   (size_t)len * 4) == 0;
         }
-        B->free(o);
-        B->free(l);
+        dpo_free(B, o);
+        dpo_free(B, l);
     }
     CHECK(same);
 }
@@ -480,7 +481,7 @@ static void test_attention_cfg(int Hkv) {
     int nkv = T * Hkv * D;
     printf("attention H=%d Hkv=%d D=%d, sequences 5,1,0,7\n", H, Hkv, D);
     attn_ctx c = {rnd(NQ, 51, -2, 2), rnd(nkv, 52, -2, 2), rnd(nkv, 53, -1, 1),
-                  rnd(NQ, 54, -1, 1), B->alloc(NQ * 4), B->alloc(H * T * 4),
+                  rnd(NQ, 54, -1, 1), dpo_alloc(B, NQ * 4), dpo_alloc(B, H * T * 4),
                   cu, 4, T, H, Hkv, D, NULL, NULL};
     double oref[NQ], lref[H * T];
     c.oref = oref, c.lref = lref;
@@ -492,7 +493,7 @@ static void test_attention_cfg(int Hkv) {
 
     // Backward from the saved out/lse; NaN prefill proves the overwrite.
     float *dq = filled(NQ, NAN), *dk = filled(nkv, NAN), *dv = filled(nkv, NAN);
-    B->attention_bwd(dq, dk, dv, c.dout, c.out, c.lse, c.q, c.k, c.v, cu, 4, T, H, Hkv, D);
+    dpo_attention_bwd(B, dq, dk, dv, c.dout, c.out, c.lse, c.q, c.k, c.v, cu, 4, T, H, Hkv, D, DPO_F32);
     // FD of the fp32 forward (coarse: fp32 rounding / step) and of the double
     // reference (tight: catches even a 0.1% error in one term).
     check_fd("attention_bwd dq (fp32 fwd)", c.q, dq, NQ, attn_loss, &c, 1e-2f, 1e-3, 2e-4);
@@ -502,7 +503,7 @@ static void test_attention_cfg(int Hkv) {
     check_fd("attention_bwd dk (double fwd)", c.k, dk, nkv, attn_loss_ref, &c, 1e-3f, 1e-4, 1e-5);
     check_fd("attention_bwd dv (double fwd)", c.v, dv, nkv, attn_loss_ref, &c, 1e-3f, 1e-4, 1e-5);
     float *m[] = {c.q, c.k, c.v, c.dout, c.out, c.lse, dq, dk, dv};
-    for (size_t i = 0; i < sizeof m / sizeof *m; i++) B->free(m[i]);
+    for (size_t i = 0; i < sizeof m / sizeof *m; i++) dpo_free(B, m[i]);
 }
 
 // The blocked kernels against the scalar reference of tests/attention_ref.c (the
@@ -530,15 +531,15 @@ static void attn_vs_ref(const int *lens, int nseq, int H, int Hkv, int D) {
     size_t nq = (size_t)T * H * D, nkv = (size_t)T * Hkv * D, nl = (size_t)H * T;
     float *q = rnd(nq, 61, -2, 2), *k = rnd(nkv, 62, -2, 2), *v = rnd(nkv, 63, -1, 1);
     float *dout = rnd(nq, 64, -1, 1);
-    float *out = filled(nq, NAN), *lse = filled(nl, NAN), *oref = B->alloc(nq * 4);
-    float *lref = B->alloc(nl * 4);
-    B->attention_fwd(out, lse, q, k, v, cu, nseq, T, H, Hkv, D);
+    float *out = filled(nq, NAN), *lse = filled(nl, NAN), *oref = dpo_alloc(B, nq * 4);
+    float *lref = dpo_alloc(B, nl * 4);
+    dpo_attention_fwd(B, out, lse, q, k, v, cu, nseq, T, H, Hkv, D, DPO_F32);
     attention_ref_fwd(oref, lref, q, k, v, cu, nseq, T, H, Hkv, D);
     double e_out = test_rel_err(out, oref, nq), e_lse = test_rel_err(lse, lref, nl);
     // Backward of both from the same saved out/lse, so only the backward differs.
     float *dq = filled(nq, NAN), *dk = filled(nkv, NAN), *dv = filled(nkv, NAN);
-    float *dqr = B->alloc(nq * 4), *dkr = B->alloc(nkv * 4), *dvr = B->alloc(nkv * 4);
-    B->attention_bwd(dq, dk, dv, dout, out, lse, q, k, v, cu, nseq, T, H, Hkv, D);
+    float *dqr = dpo_alloc(B, nq * 4), *dkr = dpo_alloc(B, nkv * 4), *dvr = dpo_alloc(B, nkv * 4);
+    dpo_attention_bwd(B, dq, dk, dv, dout, out, lse, q, k, v, cu, nseq, T, H, Hkv, D, DPO_F32);
     attention_ref_bwd(dqr, dkr, dvr, dout, out, lse, q, k, v, cu, nseq, T, H, Hkv, D);
     double e_dq = test_rel_err(dq, dqr, nq), e_dk = test_rel_err(dk, dkr, nkv), e_dv = test_rel_err(dv, dvr, nkv);
     printf("  out %.2e lse %.2e dq %.2e dk %.2e dv %.2e (max |err| / max |ref|)\n", e_out, e_lse,
@@ -549,13 +550,13 @@ static void attn_vs_ref(const int *lens, int nseq, int H, int Hkv, int D) {
     int t0 = cu[nseq - 1], len = lens[nseq - 1];
     size_t qs = (size_t)H * D, kvs = (size_t)Hkv * D;
     int splits[][2] = {{0, len}, {len - 1, 1}, {len / 3, len - len / 3}, {len / 2, 3}};
-    float *co = B->alloc((size_t)len * qs * 4), *cr = B->alloc((size_t)len * qs * 4);
+    float *co = dpo_alloc(B, (size_t)len * qs * 4), *cr = dpo_alloc(B, (size_t)len * qs * 4);
     for (size_t c = 0; c < sizeof splits / sizeof *splits; c++) {
         int past = splits[c][0], n = splits[c][1];
         if (n <= 0 || past + n > len) continue;
         const float *qc = q + ((size_t)t0 + past) * qs;
-        B->attention_cached(co, qc, k + (size_t)t0 * kvs, v + (size_t)t0 * kvs, n, past, H, Hkv,
-                            D);
+        dpo_attention_cached(B, co, qc, k + (size_t)t0 * kvs, v + (size_t)t0 * kvs, n, past, H, Hkv,
+                            D, DPO_F32);
         attention_ref_cached(cr, qc, k + (size_t)t0 * kvs, v + (size_t)t0 * kvs, n, past, H, Hkv,
                              D);
         const float *fr = out + ((size_t)t0 + past) * qs;   // the forward's rows
@@ -568,7 +569,7 @@ static void attn_vs_ref(const int *lens, int nseq, int H, int Hkv, int D) {
         CHECK(e_fwd <= 1e-5 && e_ref <= 1e-5);
     }
     float *m[] = {q, k, v, dout, out, lse, oref, lref, dq, dk, dv, dqr, dkr, dvr, co, cr};
-    for (size_t i = 0; i < sizeof m / sizeof *m; i++) B->free(m[i]);
+    for (size_t i = 0; i < sizeof m / sizeof *m; i++) dpo_free(B, m[i]);
 }
 
 static void test_attention(void) {
@@ -596,24 +597,24 @@ typedef struct {
 
 static double swiglu_loss(void *p) {
     swiglu_ctx *c = p;
-    B->swiglu_fwd(c->out, c->gate, c->up, c->n);
+    dpo_swiglu_fwd(B, c->out, c->gate, c->up, c->n, DPO_F32);
     return dotd(c->dout, c->out, c->n);
 }
 
 static void test_swiglu(void) {
     printf("swiglu\n");
     enum { N = 64 };
-    swiglu_ctx c = {rnd(N, 61, -5, 5), rnd(N, 62, -2, 2), rnd(N, 63, -1, 1), B->alloc(N * 4), N};
+    swiglu_ctx c = {rnd(N, 61, -5, 5), rnd(N, 62, -2, 2), rnd(N, 63, -1, 1), dpo_alloc(B, N * 4), N};
     double ref[N];
     swiglu_loss(&c);
     for (int i = 0; i < N; i++) ref[i] = c.gate[i] / (1.0 + exp(-(double)c.gate[i])) * c.up[i];
     check_vec("swiglu_fwd", c.out, ref, N, 1e-5, 1e-7);
     float *dg = filled(N, NAN), *du = filled(N, NAN);
-    B->swiglu_bwd(dg, du, c.dout, c.gate, c.up, N);
+    dpo_swiglu_bwd(B, dg, du, c.dout, c.gate, c.up, N, DPO_F32);
     check_fd("swiglu_bwd dgate", c.gate, dg, N, swiglu_loss, &c, 1e-2f, 1e-3, 1e-4);
     check_fd("swiglu_bwd dup", c.up, du, N, swiglu_loss, &c, 1e-2f, 1e-3, 1e-4);
     float *m[] = {c.gate, c.up, c.dout, c.out, dg, du};
-    for (size_t i = 0; i < sizeof m / sizeof *m; i++) B->free(m[i]);
+    for (size_t i = 0; i < sizeof m / sizeof *m; i++) dpo_free(B, m[i]);
 }
 
 // --------------------------------------------------------- gather/scatter ----
@@ -626,7 +627,7 @@ typedef struct {
 
 static double gather_loss(void *p) {
     gather_ctx *c = p;
-    B->gather_rows(c->dst, c->src, c->rows, c->n, c->C);
+    dpo_gather_rows(B, c->dst, c->src, c->rows, c->n, c->C, DPO_F32);
     return dotd(c->dout, c->dst, (size_t)c->n * c->C);
 }
 
@@ -643,7 +644,7 @@ static void test_gather_scatter(void) {
     check_vec("gather_rows", c.dst, ref, N * C, 0.0, 0.0);
     // scatter_add_rows is gather's adjoint: it accumulates into the chosen rows only.
     float *d0 = rnd(R * C, 73, -1, 1), *d = clone(d0, R * C);
-    B->scatter_add_rows(d, c.dout, rows, N, C);
+    dpo_scatter_add_rows(B, d, c.dout, rows, N, C, DPO_F32);
     double sref[R * C];
     for (int i = 0; i < R * C; i++) sref[i] = d0[i];
     for (int i = 0; i < N; i++) {
@@ -653,7 +654,7 @@ static void test_gather_scatter(void) {
     float *g = diff(d, d0, R * C);
     check_fd("scatter_add_rows = d gather", c.src, g, R * C, gather_loss, &c, 1e-2f, 1e-4, 1e-5);
     float *m[] = {c.src, c.dout, c.dst, d0, d, g};
-    for (size_t i = 0; i < sizeof m / sizeof *m; i++) B->free(m[i]);
+    for (size_t i = 0; i < sizeof m / sizeof *m; i++) dpo_free(B, m[i]);
 }
 
 // -------------------------------------------------------------- log-probs ----
@@ -673,14 +674,14 @@ typedef struct {
 // Runs logprob_stats on each shard and combines like an all-reduce would:
 // M = max_s m_s, S = sum_s S_s exp(m_s - M), lse = M + log S, target from its shard.
 static void lp_shards(lp_ctx *c) {
-    float mx[LP_N], se[LP_N], tl[LP_N], *sh = B->alloc((size_t)LP_N * c->Vloc * 4);
+    float mx[LP_N], se[LP_N], tl[LP_N], *sh = dpo_alloc(B, (size_t)LP_N * c->Vloc * 4);
     double M[LP_N], S[LP_N], tg[LP_N];
     for (int r = 0; r < LP_N; r++) M[r] = -INFINITY, S[r] = 0.0, tg[r] = -INFINITY;
     for (int s = 0; s < c->tp; s++) {
         for (int r = 0; r < LP_N; r++) {
             memcpy(sh + r * c->Vloc, c->logits + r * LP_MAXCOLS + s * c->Vloc, c->Vloc * 4);
         }
-        B->logprob_stats(mx, se, tl, sh, c->tgt, LP_N, c->Vloc, s * c->Vloc, LP_VOCAB);
+        dpo_logprob_stats(B, mx, se, tl, sh, c->tgt, LP_N, c->Vloc, s * c->Vloc, LP_VOCAB, DPO_F32);
         for (int r = 0; r < LP_N; r++) {
             double Mn = fmax(M[r], mx[r]);
             if (Mn == -INFINITY) continue;   // nothing valid seen yet
@@ -693,7 +694,7 @@ static void lp_shards(lp_ctx *c) {
         c->lse[r] = M[r] + log(S[r]);
         c->logp[r] = tg[r] - c->lse[r];
     }
-    B->free(sh);
+    dpo_free(B, sh);
 }
 
 static double lp_loss(void *p) {
@@ -707,14 +708,14 @@ static double lp_loss(void *p) {
 // logprob_bwd on every shard with the global lse; returns dlogits (LP_N, LP_VOCAB)
 // gathered from the shards, and checks the padding columns came out 0.
 static void lp_backward(lp_ctx *c, float *g) {
-    float lse[LP_N], *sh = B->alloc((size_t)LP_N * c->Vloc * 4);
+    float lse[LP_N], *sh = dpo_alloc(B, (size_t)LP_N * c->Vloc * 4);
     bool pad_zero = true;
     for (int r = 0; r < LP_N; r++) lse[r] = (float)c->lse[r];
     for (int s = 0; s < c->tp; s++) {
         for (int r = 0; r < LP_N; r++) {
             memcpy(sh + r * c->Vloc, c->logits + r * LP_MAXCOLS + s * c->Vloc, c->Vloc * 4);
         }
-        B->logprob_bwd(sh, c->tgt, lse, c->dlogp, LP_N, c->Vloc, s * c->Vloc, LP_VOCAB);
+        dpo_logprob_bwd(B, sh, c->tgt, lse, c->dlogp, LP_N, c->Vloc, s * c->Vloc, LP_VOCAB, DPO_F32);
         for (int r = 0; r < LP_N; r++) {
             for (int j = 0; j < c->Vloc; j++) {
                 int col = s * c->Vloc + j;
@@ -724,7 +725,7 @@ static void lp_backward(lp_ctx *c, float *g) {
         }
     }
     CHECK(pad_zero);
-    B->free(sh);
+    dpo_free(B, sh);
 }
 
 static void test_logprob(void) {
@@ -762,12 +763,12 @@ static void test_logprob(void) {
     }
     // The target's logit is -inf in shards that do not hold it.
     float mx[LP_N], se[LP_N], tl[LP_N];
-    float *sh = B->alloc(LP_N * 6 * 4);
+    float *sh = dpo_alloc(B, LP_N * 6 * 4);
     for (int r = 0; r < LP_N; r++) memcpy(sh + r * 6, logits + r * LP_MAXCOLS + 6, 6 * 4);
-    B->logprob_stats(mx, se, tl, sh, tgt, LP_N, 6, 6, LP_VOCAB);
+    dpo_logprob_stats(B, mx, se, tl, sh, tgt, LP_N, 6, 6, LP_VOCAB, DPO_F32);
     CHECK(tl[0] == -INFINITY && tl[1] == -INFINITY && tl[2] == sh[2 * 6 + 0]);
     CHECK(tl[3] == sh[3 * 6 + 4]);
-    B->free(sh);
+    dpo_free(B, sh);
 
     // FD of the log-probs (through the 2-shard path) wrt each valid logit.
     lp_ctx c = {logits, tgt, dlogp, 2, 6, {0}, {0}};
@@ -778,8 +779,8 @@ static void test_logprob(void) {
         check_fd(what, logits + r * LP_MAXCOLS, g1 + r * LP_VOCAB, LP_VOCAB, lp_loss, &c, 1e-2f,
                  2e-3, 1e-4);
     }
-    B->free(logits);
-    B->free(dlogp);
+    dpo_free(B, logits);
+    dpo_free(B, dlogp);
 }
 
 // ------------------------------------------------------------------ AdamW ----
@@ -799,15 +800,15 @@ static void test_adamw(void) {
     printf("adamw\n");
     enum { N = 33 };
     const float lr = 1e-2f, b1 = 0.9f, b2 = 0.999f, eps = 1e-8f, wd = 0.1f;
-    float *p = rnd(N, 91, -1, 1), *m = B->alloc(N * 4), *v = B->alloc(N * 4);
+    float *p = rnd(N, 91, -1, 1), *m = dpo_alloc(B, N * 4), *v = dpo_alloc(B, N * 4);
     double pr[N], mr[N] = {0}, vr[N] = {0};
     for (int i = 0; i < N; i++) pr[i] = p[i];
     for (int step = 1; step <= 2; step++) {
         float *g = rnd(N, 91 + step, -1, 1);
-        B->adamw(p, g, m, v, N, lr, b1, b2, eps, wd, 1.0f - powf(b1, (float)step),
+        dpo_adamw(B, p, g, m, v, N, lr, b1, b2, eps, wd, 1.0f - powf(b1, (float)step),
                  1.0f - powf(b2, (float)step));
         adamw_ref(pr, mr, vr, g, N, step, lr, b1, b2, eps, wd);
-        B->free(g);
+        dpo_free(B, g);
     }
     check_vec("adamw param after 2 steps", p, pr, N, 1e-6, 1e-7);
     check_vec("adamw m after 2 steps", m, mr, N, 1e-6, 1e-8);
@@ -818,16 +819,16 @@ static void test_adamw(void) {
     // Step 2: m=0.02, v=0.00031225, mhat=0.02/0.19, vhat=0.00031225/0.001999
     //         -> p = 0.899 - 0.1*(0.00899 + 0.266337...) = 0.8714673.
     float hp = 1.0f, hm = 0.0f, hv = 0.0f, g1 = 0.5f, g2 = -0.25f;
-    B->adamw(&hp, &g1, &hm, &hv, 1, 0.1f, 0.9f, 0.999f, 1e-8f, 0.01f, 0.1f, 1.0f - 0.999f);
+    dpo_adamw(B, &hp, &g1, &hm, &hv, 1, 0.1f, 0.9f, 0.999f, 1e-8f, 0.01f, 0.1f, 1.0f - 0.999f);
     CHECK_CLOSE(hp, 0.899, 1e-6, 0.0);
-    B->adamw(&hp, &g2, &hm, &hv, 1, 0.1f, 0.9f, 0.999f, 1e-8f, 0.01f, 0.19f,
+    dpo_adamw(B, &hp, &g2, &hm, &hv, 1, 0.1f, 0.9f, 0.999f, 1e-8f, 0.01f, 0.19f,
              1.0f - 0.999f * 0.999f);
     CHECK_CLOSE(hm, 0.02, 1e-6, 0.0);
     CHECK_CLOSE(hv, 0.00031225, 1e-4, 0.0);   // 1 - 0.999f is 1.3e-5 off in float
     CHECK_CLOSE(hp, 0.8714673, 1e-6, 0.0);
-    B->free(p);
-    B->free(m);
-    B->free(v);
+    dpo_free(B, p);
+    dpo_free(B, m);
+    dpo_free(B, v);
 }
 
 // ----------------------------------------------------- thread independence ----
@@ -853,60 +854,60 @@ static void run_big(snap_t *s) {
     static const int32_t cu[] = {0, 100, 101, 138, 198};
     enum { T = 198, H = 4, HKV = 2, D = 32, NQ = T * H * D, NKV = T * HKV * D };
     float *q = rnd(NQ, 101, -2, 2), *k = rnd(NKV, 102, -2, 2), *v = rnd(NKV, 103, -1, 1);
-    float *dout = rnd(NQ, 104, -1, 1), *out = B->alloc(NQ * 4), *lse = B->alloc(H * T * 4);
-    float *dq = B->alloc(NQ * 4), *dk = B->alloc(NKV * 4), *dv = B->alloc(NKV * 4);
-    B->attention_fwd(out, lse, q, k, v, cu, 4, T, H, HKV, D);
-    B->attention_bwd(dq, dk, dv, dout, out, lse, q, k, v, cu, 4, T, H, HKV, D);
+    float *dout = rnd(NQ, 104, -1, 1), *out = dpo_alloc(B, NQ * 4), *lse = dpo_alloc(B, H * T * 4);
+    float *dq = dpo_alloc(B, NQ * 4), *dk = dpo_alloc(B, NKV * 4), *dv = dpo_alloc(B, NKV * 4);
+    dpo_attention_fwd(B, out, lse, q, k, v, cu, 4, T, H, HKV, D, DPO_F32);
+    dpo_attention_bwd(B, dq, dk, dv, dout, out, lse, q, k, v, cu, 4, T, H, HKV, D, DPO_F32);
     snap(s, out, NQ), snap(s, lse, H * T), snap(s, dq, NQ), snap(s, dk, NKV), snap(s, dv, NKV);
-    B->attention_cached(dq, q + 40 * H * D, k, v, 60, 40, H, HKV, D);   // sequence 0, 40 cached
+    dpo_attention_cached(B, dq, q + 40 * H * D, k, v, 60, 40, H, HKV, D, DPO_F32);   // sequence 0, 40 cached
     snap(s, dq, 60 * H * D);
     // rope, forward then backward, on (256, 8, 64)
     enum { RT = 256, RH = 8, RD = 64, RN = RT * RH * RD };
     float *rx = rnd(RN, 105, -1, 1);
     int32_t *pos = malloc(RT * sizeof(int32_t));
     for (int t = 0; t < RT; t++) pos[t] = t % 97;
-    B->rope_fwd(rx, pos, RT, RH, RD, 10000.0f);
+    dpo_rope_fwd(B, rx, pos, RT, RH, RD, 10000.0f, DPO_F32);
     snap(s, rx, RN);
-    B->rope_bwd(rx, pos, RT, RH, RD, 10000.0f);
+    dpo_rope_bwd(B, rx, pos, RT, RH, RD, 10000.0f, DPO_F32);
     snap(s, rx, RN);
     // rmsnorm, bias_grad, embedding_bwd, logprob, swiglu, gather/scatter, adamw, sumsq
     enum { N = 64, C = 1030 };
     float *x = rnd(N * C, 106, -2, 2), *w = rnd(C, 107, 0.5f, 1.5f), *g = rnd(N * C, 108, -1, 1);
-    float *y = B->alloc(N * C * 4), *r = B->alloc(N * 4), *dx = B->alloc(N * C * 4);
-    float *dw = B->alloc(C * 4);
-    B->rmsnorm_fwd(y, r, x, w, N, C, 1e-5f);
-    B->rmsnorm_bwd(dx, dw, g, x, w, r, N, C);
-    B->bias_grad(dw, g, N, C);
+    float *y = dpo_alloc(B, N * C * 4), *r = dpo_alloc(B, N * 4), *dx = dpo_alloc(B, N * C * 4);
+    float *dw = dpo_alloc(B, C * 4);
+    dpo_rmsnorm_fwd(B, y, r, x, w, N, C, 1e-5f, DPO_F32);
+    dpo_rmsnorm_bwd(B, dx, dw, g, x, w, r, N, C, DPO_F32);
+    dpo_bias_grad(B, dw, g, N, C, DPO_F32);
     snap(s, y, N * C), snap(s, r, N), snap(s, dx, N * C), snap(s, dw, C);
     int32_t tok[N];
     for (int t = 0; t < N; t++) tok[t] = (t * 7) % 23;   // repeats, some out of shard
-    float *dt = B->alloc(20 * C * 4);
-    B->embedding_bwd(dt, tok, g, N, C, 2, 20);
-    B->embedding_fwd(y, tok, dt, N, C, 2, 20);
+    float *dt = dpo_alloc(B, 20 * C * 4);
+    dpo_embedding_bwd(B, dt, tok, g, N, C, 2, 20, DPO_F32);
+    dpo_embedding_fwd(B, y, tok, dt, N, C, 2, 20, DPO_F32);
     snap(s, dt, 20 * C), snap(s, y, N * C);
     float mx[N], se[N], tl[N], lsev[N], dl[N];
-    B->logprob_stats(mx, se, tl, x, tok, N, C, 5, 1000);
+    dpo_logprob_stats(B, mx, se, tl, x, tok, N, C, 5, 1000, DPO_F32);
     for (int t = 0; t < N; t++) lsev[t] = mx[t] + logf(se[t]), dl[t] = 0.5f;
     for (int t = 0; t < N; t++) tl[t] = tl[t] == -INFINITY ? -1e30f : tl[t];   // not in shard
     snap(s, mx, N), snap(s, se, N), snap(s, tl, N);
     memcpy(y, x, N * C * 4);
-    B->logprob_bwd(y, tok, lsev, dl, N, C, 5, 1000);
+    dpo_logprob_bwd(B, y, tok, lsev, dl, N, C, 5, 1000, DPO_F32);
     snap(s, y, N * C);
-    B->swiglu_fwd(y, x, g, N * C);
-    B->swiglu_bwd(dx, dt, g, x, w, C);
+    dpo_swiglu_fwd(B, y, x, g, N * C, DPO_F32);
+    dpo_swiglu_bwd(B, dx, dt, g, x, w, C, DPO_F32);
     snap(s, y, N * C), snap(s, dx, C), snap(s, dt, C);
     int32_t rows[N];
     for (int i = 0; i < N; i++) rows[i] = N - 1 - i;
-    B->gather_rows(y, x, rows, N, C);
-    B->scatter_add_rows(y, g, rows, N, C);
-    float *mm = B->alloc(N * C * 4), *vv = B->alloc(N * C * 4);
-    B->adamw(y, g, mm, vv, N * C, 1e-3f, 0.9f, 0.999f, 1e-8f, 0.1f, 0.1f, 0.001f);
-    double ss = B->sumsq(y, N * C);
+    dpo_gather_rows(B, y, x, rows, N, C, DPO_F32);
+    dpo_scatter_add_rows(B, y, g, rows, N, C, DPO_F32);
+    float *mm = dpo_alloc(B, N * C * 4), *vv = dpo_alloc(B, N * C * 4);
+    dpo_adamw(B, y, g, mm, vv, N * C, 1e-3f, 0.9f, 0.999f, 1e-8f, 0.1f, 0.1f, 0.001f);
+    double ss = dpo_sumsq(B, y, N * C);
     float ssf[2];
     memcpy(ssf, &ss, sizeof ss);
     snap(s, y, N * C), snap(s, ssf, 2);
     float *m[] = {q, k, v, dout, out, lse, dq, dk, dv, rx, x, w, g, y, r, dx, dw, dt, mm, vv};
-    for (size_t i = 0; i < sizeof m / sizeof *m; i++) B->free(m[i]);
+    for (size_t i = 0; i < sizeof m / sizeof *m; i++) dpo_free(B, m[i]);
     free(pos);
 }
 
@@ -932,8 +933,71 @@ static void test_lookup(void) {
     CHECK(backend_cuda_device_count() >= 0);
 }
 
+// ---------------------------------------------------- the table, profiler ----
+
+static void test_table(void) {
+    // Every op of the list is in the CPU table, under a distinct name.
+    CHECK(backend_ops_missing(backend_cpu()->ops) == NULL);
+    for (int i = 0; i < DPO_BACKEND_N_OPS; i++)
+        for (int j = i + 1; j < DPO_BACKEND_N_OPS; j++)
+            CHECK(strcmp(dpo_backend_op_names[i], dpo_backend_op_names[j]) != 0);
+    CHECK(strcmp(dpo_backend_op_names[0], "alloc") == 0);
+    CHECK(strcmp(dpo_backend_op_names[DPO_BACKEND_N_OPS - 1], "adamw") == 0);
+    // A table with a forgotten op is refused by that op's name.
+    dpo_backend_ops_t ops = *backend_cpu()->ops;
+    ops.attention_cached = NULL;
+    const char *miss = backend_ops_missing(&ops);
+    CHECK(miss && strcmp(miss, "attention_cached") == 0);
+    ops = *backend_cpu()->ops;
+    ops.adamw = NULL;
+    miss = backend_ops_missing(&ops);
+    CHECK(miss && strcmp(miss, "adamw") == 0);
+    CHECK(dpo_dtype_size(DPO_F32) == 4 && strcmp(dpo_dtype_name(DPO_F32), "f32") == 0);
+}
+
+// Two profilers around the same backend are independent instances; each counts
+// its own calls and FLOPs, and the wrapped ops compute what the inner ones do.
+static void test_profile(void) {
+    dpo_backend_t *p1 = backend_profile_wrap(B), *p2 = backend_profile_wrap(B);
+    CHECK(backend_is_profile(p1) && !backend_is_profile(B) && backend_profile_inner(p1) == B);
+    enum { M = 3, N = 4, K = 5 };
+    float a[M * K], b[K * N], c1[M * N], c2[M * N];
+    for (int i = 0; i < M * K; i++) a[i] = 0.25f * (float)(i % 7) - 0.5f;
+    for (int i = 0; i < K * N; i++) b[i] = 0.125f * (float)(i % 5) + 0.1f;
+    dpo_matmul(B, false, false, M, N, K, 1.0f, a, DPO_F32, K, b, DPO_F32, N, 0.0f, c1, DPO_F32, N);
+    dpo_matmul(p1, false, false, M, N, K, 1.0f, a, DPO_F32, K, b, DPO_F32, N, 0.0f, c2, DPO_F32, N);
+    CHECK(memcmp(c1, c2, sizeof c1) == 0);
+    dpo_matmul(p1, false, false, M, N, K, 1.0f, a, DPO_F32, K, b, DPO_F32, N, 0.0f, c2, DPO_F32, N);
+    CHECK(dpo_sumsq(p2, a, M * K) == dpo_sumsq(B, a, M * K));
+    long long calls = -1;
+    backend_profile_seconds(p1, "matmul", &calls);
+    CHECK(calls == 2);
+    backend_profile_seconds(p2, "matmul", &calls);
+    CHECK(calls == 0);
+    backend_profile_seconds(p2, "sumsq", &calls);
+    CHECK(calls == 1);
+    backend_profile_seconds(p1, "no_such_op", &calls);
+    CHECK(calls == 0);
+    // The report lists the ops called, with matmul's GFLOP/s column.
+    char buf[4096] = "";
+    FILE *f = fmemopen(buf, sizeof buf - 1, "w");
+    CHECK(f != NULL);
+    if (f) {
+        backend_profile_report(p1, f);
+        fclose(f);
+    }
+    CHECK(strstr(buf, "matmul") != NULL && strstr(buf, "sumsq") == NULL);
+    backend_profile_reset(p1);
+    backend_profile_seconds(p1, "matmul", &calls);
+    CHECK(calls == 0);
+    backend_profile_free(p1);
+    backend_profile_free(p2);
+}
+
 int main(void) {
     B = backend_cpu();
+    test_table();
+    test_profile();
     test_lookup();
     test_memory();
     test_matmul();

@@ -179,7 +179,7 @@ static void test_adamw_and_clipping(const dpo_mesh_t *mesh) {
     fill_host(hg, n, 12, -0.5f, 0.5f);
     fill_host(hg2, n, 13, -2.0f, 2.0f);
     for (size_t j = 0; j < n; j++) ref.p[j] = (double)hp[j];
-    be->to_device(model.params, hp, n * sizeof(float));
+    dpo_to_device(be, model.params, hp, n * sizeof(float));
 
     dpo_config_t c;
     memset(&c, 0, sizeof c);
@@ -195,14 +195,14 @@ static void test_adamw_and_clipping(const dpo_mesh_t *mesh) {
     CHECK(opt.n == n && opt.t == 0);
     {
         // moments start at zero
-        be->to_host(out, opt.m, n * sizeof(float));
+        dpo_to_host(be, out, opt.m, n * sizeof(float));
         int nz = 0;
         for (size_t j = 0; j < n; j++) nz += out[j] != 0.0f;
         CHECK(nz == 0);
     }
 
     // grad norm: sqrt of the sum of squares, directly
-    be->to_device(model.grads, hg, n * sizeof(float));
+    dpo_to_device(be, model.grads, hg, n * sizeof(float));
     double norm = optim_grad_norm(&model);
     CHECK_CLOSE(norm, direct_norm(lay, hg), 1e-10, 0);
 
@@ -211,30 +211,30 @@ static void test_adamw_and_clipping(const dpo_mesh_t *mesh) {
     CHECK(opt.t == 1);
     ref_adamw_step(&ref, lay, hg, 1, (double)lr1, (double)c.beta1, (double)c.beta2,
                    (double)c.adam_eps, (double)c.weight_decay);
-    be->to_host(out, model.params, n * sizeof(float));
+    dpo_to_host(be, out, model.params, n * sizeof(float));
     double maxerr = 0.0;
     for (size_t j = 0; j < n; j++) {
         CHECK_CLOSE(out[j], ref.p[j], 1e-5, 1e-6);
         maxerr = fmax(maxerr, fabs(out[j] - ref.p[j]));
     }
     // no clipping: the gradients are untouched
-    be->to_host(out, model.grads, n * sizeof(float));
+    dpo_to_host(be, out, model.grads, n * sizeof(float));
     CHECK(memcmp(out, hg, n * sizeof(float)) == 0);
 
     // step 2 with other gradients
-    be->to_device(model.grads, hg2, n * sizeof(float));
+    dpo_to_device(be, model.grads, hg2, n * sizeof(float));
     optim_step(&opt, &model, &c, lr2, optim_grad_norm(&model));
     CHECK(opt.t == 2);
     ref_adamw_step(&ref, lay, hg2, 2, (double)lr2, (double)c.beta1, (double)c.beta2,
                    (double)c.adam_eps, (double)c.weight_decay);
-    be->to_host(out, model.params, n * sizeof(float));
+    dpo_to_host(be, out, model.params, n * sizeof(float));
     for (size_t j = 0; j < n; j++) {
         CHECK_CLOSE(out[j], ref.p[j], 1e-5, 1e-6);
         maxerr = fmax(maxerr, fabs(out[j] - ref.p[j]));
     }
-    be->to_host(out, opt.m, n * sizeof(float));
+    dpo_to_host(be, out, opt.m, n * sizeof(float));
     for (size_t j = 0; j < n; j++) CHECK_CLOSE(out[j], ref.m[j], 1e-5, 1e-7);
-    be->to_host(out, opt.v, n * sizeof(float));
+    dpo_to_host(be, out, opt.v, n * sizeof(float));
     for (size_t j = 0; j < n; j++) CHECK_CLOSE(out[j], ref.v[j], 1e-5, 1e-9);
     printf("test_optim: AdamW 2 steps on %zu params, max |param - double ref| = %.3g\n", n,
            maxerr);
@@ -243,11 +243,11 @@ static void test_adamw_and_clipping(const dpo_mesh_t *mesh) {
     // moves a no-decay tensor only by its (decaying) momentum, a decay tensor also by
     // lr·wd·p — check against the reference again, then that the difference is there.
     memset(hg, 0, n * sizeof(float));
-    be->to_device(model.grads, hg, n * sizeof(float));
+    dpo_to_device(be, model.grads, hg, n * sizeof(float));
     optim_step(&opt, &model, &c, lr2, 0.0);
     ref_adamw_step(&ref, lay, hg, 3, (double)lr2, (double)c.beta1, (double)c.beta2,
                    (double)c.adam_eps, (double)c.weight_decay);
-    be->to_host(out, model.params, n * sizeof(float));
+    dpo_to_host(be, out, model.params, n * sizeof(float));
     for (size_t j = 0; j < n; j++) CHECK_CLOSE(out[j], ref.p[j], 1e-5, 1e-6);
     {
         // the same step without any weight decay differs exactly on decay tensors
@@ -283,7 +283,7 @@ static void test_adamw_and_clipping(const dpo_mesh_t *mesh) {
     }
 
     // clipping: max_grad_norm below the norm scales the gradients to max_grad_norm
-    be->to_device(model.grads, hg2, n * sizeof(float));
+    dpo_to_device(be, model.grads, hg2, n * sizeof(float));
     norm = optim_grad_norm(&model);
     CHECK_CLOSE(norm, direct_norm(lay, hg2), 1e-10, 0);
     c.max_grad_norm = (float)(norm / 4.0);
@@ -291,14 +291,14 @@ static void test_adamw_and_clipping(const dpo_mesh_t *mesh) {
     double after = optim_grad_norm(&model);
     CHECK_CLOSE(after, (double)c.max_grad_norm, 1e-5, 0);
     // every element scaled by the same coefficient max/(norm + 1e-6)
-    be->to_host(out, model.grads, n * sizeof(float));
+    dpo_to_host(be, out, model.grads, n * sizeof(float));
     double coef = (double)c.max_grad_norm / (norm + 1e-6);
     for (size_t j = 0; j < n; j += 7) CHECK_CLOSE(out[j], hg2[j] * coef, 1e-6, 1e-12);
     // a max_grad_norm above the norm leaves the gradients alone
-    be->to_device(model.grads, hg2, n * sizeof(float));
+    dpo_to_device(be, model.grads, hg2, n * sizeof(float));
     c.max_grad_norm = (float)(norm * 2.0);
     optim_step(&opt, &model, &c, lr2, norm);
-    be->to_host(out, model.grads, n * sizeof(float));
+    dpo_to_host(be, out, model.grads, n * sizeof(float));
     CHECK(memcmp(out, hg2, n * sizeof(float)) == 0);
     CHECK(opt.t == 5);
 
@@ -363,7 +363,7 @@ static void test_grad_norm_tp(const dpo_mesh_t *mesh) {
             }
     }
     CHECK(mesh->tp_size == 1 || (n_repl > 0 && n_shard > 0));
-    be->to_device(model.grads, g, lay->n_params * sizeof(float));
+    dpo_to_device(be, model.grads, g, lay->n_params * sizeof(float));
     double norm = optim_grad_norm(&model);
     CHECK_CLOSE(norm, sqrt(expect), 1e-6, 0);
     if (mesh->world_rank == 0)
@@ -395,8 +395,8 @@ static void test_zero1(const dpo_mesh_t *mesh) {
     float *hp = calloc(full.n_alloc, sizeof(float)), *hg = calloc(full.n_alloc, sizeof(float));
     float *a = calloc(full.n_alloc, sizeof(float)), *b = calloc(full.n_alloc, sizeof(float));
     fill_host(hp, n, 21 + (unsigned)mesh->tp_rank, -1.0f, 1.0f);
-    be->to_device(full.params, hp, n * sizeof(float));
-    be->to_device(part.params, hp, n * sizeof(float));
+    dpo_to_device(be, full.params, hp, n * sizeof(float));
+    dpo_to_device(be, part.params, hp, n * sizeof(float));
 
     dpo_config_t c;
     memset(&c, 0, sizeof c);
@@ -426,8 +426,8 @@ static void test_zero1(const dpo_mesh_t *mesh) {
             if (t->shard != SHARD_NONE)
                 for (size_t j = 0; j < t->numel; j++) hg[t->offset + j] *= (float)(1 + mesh->tp_rank);
         }
-        be->to_device(full.grads, hg, n * sizeof(float));
-        be->to_device(part.grads, hg, n * sizeof(float));
+        dpo_to_device(be, full.grads, hg, n * sizeof(float));
+        dpo_to_device(be, part.grads, hg, n * sizeof(float));
         optim_reduce_grads(&of, &full);
         optim_reduce_grads(&op, &part);
         double nf = optim_global_grad_norm(&of, &full), np = optim_global_grad_norm(&op, &part);
@@ -435,13 +435,13 @@ static void test_zero1(const dpo_mesh_t *mesh) {
         CHECK(nf > 0.5);
         optim_step(&of, &full, &c, 1e-2f, nf);
         optim_step(&op, &part, &c, 1e-2f, np);
-        be->to_host(a, full.params, n * sizeof(float));
-        be->to_host(b, part.params, n * sizeof(float));
+        dpo_to_host(be, a, full.params, n * sizeof(float));
+        dpo_to_host(be, b, part.params, n * sizeof(float));
         CHECK(memcmp(a, b, n * sizeof(float)) == 0);
         // the shard's moments are the slice [off, off + n) of the full ones
         for (int k = 0; k < 2; k++) {
-            be->to_host(a, k ? of.v : of.m, n * sizeof(float));
-            be->to_host(b, k ? op.v : op.m, op.n * sizeof(float));
+            dpo_to_host(be, a, k ? of.v : of.m, n * sizeof(float));
+            dpo_to_host(be, b, k ? op.v : op.m, op.n * sizeof(float));
             size_t cnt = op.off < n ? (op.off + op.n < n ? op.n : n - op.off) : 0;
             CHECK(cnt == 0 || memcmp(a + op.off, b, cnt * sizeof(float)) == 0);
         }

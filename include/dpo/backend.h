@@ -89,7 +89,7 @@ typedef struct dpo_backend dpo_backend_t;
        int V, dpo_dtype_t dt),                                                                 \
       (, dtable, tokens, dout, T, C, vstart, V, dt), 0)                                        \
     /* ---- RMSNorm over the last dim: out (N,C) = x / rms(x) * w; rstd (N) saved;             \
-       backward: dx (N,C) overwritten, dw (C) accumulated ---- */                              \
+       backward: dx (N,C) overwritten, dw (C) accumulated (NULL: frozen w, skipped) ---- */                              \
     V(rmsnorm_fwd,                                                                             \
       (, void *out, float *rstd, const void *x, const void *w, int N, int C, float eps,        \
        dpo_dtype_t dt),                                                                        \

@@ -31,6 +31,12 @@ void comm_allgather_f32(const dpo_mesh_t *m, comm_group_t g, const float *send, 
 // not overlap (MPI_Reduce_scatter_block has no in-place form with this layout).
 void comm_reduce_scatter_f32(const dpo_mesh_t *m, comm_group_t g, const float *send, float *recv,
                              size_t n);
+// recv (counts[me]) = sum over ranks of send's block me, where send holds the
+// blocks of every rank back to back (counts[0] elements, then counts[1], ...).
+// Unequal counts: the data-parallel reduction of one gradient bucket to the ZeRO
+// shards it overlaps.
+void comm_reduce_scatterv_f32(const dpo_mesh_t *m, comm_group_t g, const float *send,
+                              float *recv, const size_t *counts);
 // Logical AND of a flag over the group (every rank learns whether all are fine);
 // always MPI.
 int comm_all_ok(const dpo_mesh_t *m, comm_group_t g, int ok);

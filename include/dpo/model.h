@@ -38,6 +38,9 @@ typedef struct {
     size_t numel;                    // local element count
     dpo_shard_t shard;
     dpo_dtype_t dtype;               // storage of the working copy in params
+    // Frozen: no gradient, no optimizer state (model_freeze). Trainable tensors come
+    // first in the one allocation, so gradients and moments cover a prefix of it.
+    bool frozen;
     bool decay;                      // AdamW weight decay applies (matrices only)
     // TP ranks holding this very slab: 1 for a split tensor, tp_size for SHARD_NONE,
     // tp_size / n_kv_heads for a replicated KV slab (n_kv_heads < tp_size). Global
@@ -68,7 +71,16 @@ typedef struct {
     dpo_layer_tensors_t *layers;   // (num_hidden_layers)
     int embed, final_norm, lm_head;  // lm_head == embed when tied
     size_t n_params;               // local element count of the one allocation
+    // Elements of the trainable prefix [0, n_trainable) of the allocation (every
+    // trainable tensor lies there; frozen tensors follow, from frozen_start).
+    size_t n_trainable;
+    size_t frozen_start;
 } dpo_layout_t;
+
+// Places the tensors in the one allocation: the trainable ones first (in table
+// order), then, from the first multiple of `align` at or past their end, the
+// frozen ones. With no tensor frozen the offsets are those of table order.
+void layout_assign_offsets(dpo_layout_t *lay, size_t align);
 
 // Builds the layout; returns -1 with a message in err when the architecture cannot be
 // split tp_size ways. tp_size must divide num_attention_heads and intermediate_size,
@@ -90,10 +102,11 @@ typedef struct {
     // Storage of the weights and of the activations every op reads and writes
     // (DPO_F32 is the only one so far); gradients and statistics are fp32.
     dpo_dtype_t dtype;
-    float *params;       // (n_alloc) device
-    float *grads;        // (n_alloc) device; NULL for a frozen model
-    // layout.n_params rounded up to a multiple of the data-parallel size, so that the
-    // flat vector splits into equal ZeRO shards; the padding stays zero.
+    float *params;       // (max(n_alloc, layout.n_params)) device
+    float *grads;        // (n_alloc) device, trainable tensors only; NULL for a frozen model
+    // layout.n_trainable rounded up to a multiple of the data-parallel size, so that
+    // the flat vector of trainable elements splits into equal ZeRO shards; the
+    // padding stays zero. Frozen tensors start at or after it.
     size_t n_alloc;
     int max_tokens;      // packed tokens per micro-batch this model was sized for
     int chunk;           // rows of logits per log-prob chunk
@@ -105,6 +118,10 @@ typedef struct {
     // Trainable with kv_replicas > 1: the TP ranks holding the same KV head (their
     // K/V gradients are summed over it); NULL otherwise.
     struct comm_subgroup *kv_comm;
+    // Called by the backward when a tensor's gradient of the micro-batch is complete
+    // (model_set_grad_hook): the data-parallel reduction starts from it.
+    void (*grad_hook)(void *ctx, int tensor);
+    void *grad_hook_ctx;
 } dpo_model_t;
 
 // Allocates parameters (zero), gradients when trainable, and activations.
@@ -112,6 +129,10 @@ int model_init(dpo_model_t *m, const dpo_backend_t *be, const dpo_mesh_t *mesh,
                const dpo_model_config_t *cfg, bool trainable, int max_tokens, int chunk,
                char *err, size_t err_len);
 void model_free(dpo_model_t *m);
+// Freezes every tensor for which frozen(tensor, ctx) is true: no gradient, no
+// optimizer state, and the backward computes no weight gradient for it. Call
+// right after model_init, before loading weights (the allocations are redone).
+void model_freeze(dpo_model_t *m, bool (*frozen)(const dpo_tensor_t *t, void *ctx), void *ctx);
 // Switches activation recomputation on or off for a trainable model (reallocates
 // the activations; call between steps). Gradients are bit-identical either way.
 void model_set_recompute(dpo_model_t *m, bool on);
@@ -130,6 +151,25 @@ void model_forward(dpo_model_t *m, const dpo_batch_t *b, double *seq_logps,
                    bool save_for_backward);
 // Backward of sum_s dseq[s] * seq_logps[s]; accumulates into m->grads.
 void model_backward(dpo_model_t *m, const dpo_batch_t *b, const double *dseq);
+
+// The same passes in pieces, for schedules (src/optim/schedule.c) and pipeline
+// stages: model_forward = embed_fwd, layers_fwd [0, L), head_fwd; model_backward =
+// head_bwd, layers_bwd [0, L), embed_bwd. Each works on an activation handle: the
+// model's own (the one model_forward uses) or one of model_acts_new, so several
+// micro-batches can be in flight. A handle holds one micro-batch's activations
+// from its forward to its backward.
+dpo_model_acts_t *model_acts_new(const dpo_model_t *m);
+void model_acts_free(const dpo_model_t *m, dpo_model_acts_t *a);
+dpo_model_acts_t *model_default_acts(dpo_model_t *m);
+void model_embed_fwd(dpo_model_t *m, dpo_model_acts_t *a, const dpo_batch_t *b);
+void model_layers_fwd(dpo_model_t *m, dpo_model_acts_t *a, const dpo_batch_t *b, int l0, int l1,
+                      bool save_for_backward);
+void model_head_fwd(dpo_model_t *m, dpo_model_acts_t *a, const dpo_batch_t *b, double *seq_logps);
+void model_head_bwd(dpo_model_t *m, dpo_model_acts_t *a, const dpo_batch_t *b, const double *dseq);
+void model_layers_bwd(dpo_model_t *m, dpo_model_acts_t *a, const dpo_batch_t *b, int l0, int l1);
+void model_embed_bwd(dpo_model_t *m, dpo_model_acts_t *a, const dpo_batch_t *b);
+// Installs the gradient-complete hook (NULL: none).
+void model_set_grad_hook(dpo_model_t *m, void (*hook)(void *ctx, int tensor), void *ctx);
 
 // ---- generation: KV cache and incremental forward ----
 

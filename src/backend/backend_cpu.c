@@ -189,7 +189,9 @@ static void rmsnorm_bwd_f32(float *dx, float *dw, const float *dout, const float
         float k = dpo_rmsnorm_bwd_k(dot, r, C);
         for (int c = 0; c < C; c++) dxr[c] = dpo_rmsnorm_dx(r, w[c], gr[c], xr[c], k);
     }
-    // dw: column blocks, rows in fixed order (no races, reproducible).
+    // dw: column blocks, rows in fixed order (no races, reproducible). NULL: a
+    // frozen weight, no gradient.
+    if (!dw) return;
     int nblk = (C + COL_BLOCK - 1) / COL_BLOCK;
 #pragma omp parallel for schedule(static) if ((long)N * C >= PAR_MIN)
     for (int cb = 0; cb < nblk; cb++) {

@@ -402,8 +402,10 @@ static herr_t find_extra(hid_t g, const char *name, const H5L_info_t *info, void
 
 // Reads every tensor of the layout from group gpath (collective): the elements of
 // the flat vector [off, off + n) into buf (buf[0] is element off).
+// trainable_only: the group holds optimizer moments, which frozen tensors lack.
 static int load_group(hid_t f, const char *gpath, const char *file, const dpo_model_t *m,
-                      float *buf, size_t off, size_t n, char *err, size_t err_len) {
+                      float *buf, size_t off, size_t n, bool trainable_only, char *err,
+                      size_t err_len) {
     MPI_Comm comm = m->mesh->world;
     const dpo_layout_t *lay = &m->layout;
     hid_t g = H5Gopen2(f, gpath, H5P_DEFAULT);
@@ -429,6 +431,7 @@ static int load_group(hid_t f, const char *gpath, const char *file, const dpo_mo
     int ok = 1;
     for (int i = 0; i < lay->n_tensors && ok; i++) {
         const dpo_tensor_t *t = &lay->tensors[i];
+        if (trainable_only && t->frozen) continue;
         size_t lo, hi, at;
         range_part(t, off, n, &lo, &hi, &at);
         int r = read_tensor(g, gpath, file, m, t, buf + at, lo, hi, stage, dxpl, err, err_len);
@@ -442,7 +445,7 @@ static int load_group(hid_t f, const char *gpath, const char *file, const dpo_mo
 
 // The optimizer state matches the model: full moments, or one DP shard of it.
 static bool optim_covers(const dpo_optim_t *opt, const dpo_model_t *model) {
-    if (!opt->sharded) return opt->off == 0 && opt->n == model->layout.n_params;
+    if (!opt->sharded) return opt->off == 0 && opt->n == model->layout.n_trainable;
     return opt->n * (size_t)model->mesh->dp_size == model->n_alloc &&
            opt->off == (size_t)model->mesh->dp_rank * opt->n;
 }
@@ -490,7 +493,7 @@ int ckpt_save(const char *dir, const dpo_mesh_t *mesh, const dpo_model_t *model,
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
     if (opt && !optim_covers(opt, model)) {
         dpo_errf(err, err_len, "%s: optimizer state holds %zu values but the model %zu", path, opt->n,
-             lay->n_params);
+             lay->n_trainable);
         ok = 0;
     }
     if (rank == 0 && ok && util_mkdir_p(dir, err, err_len) < 0) ok = 0;
@@ -565,6 +568,7 @@ int ckpt_save(const char *dir, const dpo_mesh_t *mesh, const dpo_model_t *model,
             ok = agree(comm, gk >= 0 && rr == 0, err, err_len);
             for (int i = 0; i < lay->n_tensors && ok; i++) {
                 const dpo_tensor_t *t = &lay->tensors[i];
+                if (t->frozen) continue;  // no optimizer state
                 // Full moments: one DP replica writes. ZeRO-1: every DP rank writes
                 // the pieces of the tensor that lie in its shard (disjoint, covering).
                 size_t lo, hi, at;
@@ -632,7 +636,7 @@ int ckpt_read_model_config(const char *path, dpo_model_config_t *mc, char *err, 
 int ckpt_load_model(const char *path, dpo_model_t *model, char *err, size_t err_len) {
     hid_t f = open_ckpt(path, model->mesh->world, err, err_len);
     if (f < 0) return -1;
-    int rc = load_group(f, "/model", path, model, model->params, 0, model->layout.n_params, err,
+    int rc = load_group(f, "/model", path, model, model->params, 0, model->layout.n_params, false, err,
                         err_len);
     H5Fclose(f);
     return rc;
@@ -642,7 +646,7 @@ int ckpt_load_optim(const char *path, const dpo_model_t *model, dpo_optim_t *opt
                     size_t err_len) {
     if (!optim_covers(opt, model)) {
         dpo_errf(err, err_len, "%s: optimizer state holds %zu values but the model %zu", path, opt->n,
-             model->layout.n_params);
+             model->layout.n_trainable);
         return -1;
     }
     hid_t f = open_ckpt(path, model->mesh->world, err, err_len);
@@ -655,9 +659,9 @@ int ckpt_load_optim(const char *path, const dpo_model_t *model, dpo_optim_t *opt
              path);
     } else if ((g = H5Gopen2(f, "optimizer", H5P_DEFAULT)) < 0 || h5util_attr_read_int(g, "t", &t) != 0) {
         dpo_errf(err, err_len, "%s: /optimizer: attribute t (optimizer steps) missing", path);
-    } else if (load_group(f, "/optimizer/exp_avg", path, model, opt->m, opt->off, opt->n, err,
+    } else if (load_group(f, "/optimizer/exp_avg", path, model, opt->m, opt->off, opt->n, true, err,
                           err_len) == 0 &&
-               load_group(f, "/optimizer/exp_avg_sq", path, model, opt->v, opt->off, opt->n, err,
+               load_group(f, "/optimizer/exp_avg_sq", path, model, opt->v, opt->off, opt->n, true, err,
                           err_len) == 0) {
         opt->t = t;
         rc = 0;

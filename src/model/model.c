@@ -56,11 +56,34 @@ static int layout_add(dpo_layout_t *lay, int cap, const char *name, int ndim, in
     }
     t->tp_replicas = shard == SHARD_NONE ? tp : 1;
     t->tp_writer = shard != SHARD_NONE || r == 0;
-    t->offset = lay->n_params;
     t->numel = (size_t)alloc;
-    // Keep every tensor 16-float aligned (64 bytes) for vector loads.
-    lay->n_params += (t->numel + 15) & ~(size_t)15;
     return lay->n_tensors++;
+}
+
+// Every tensor starts 16-float aligned (64 bytes) for vector loads.
+static size_t aligned16(size_t n) { return (n + 15) & ~(size_t)15; }
+
+void layout_assign_offsets(dpo_layout_t *lay, size_t align) {
+    size_t at = 0;
+    for (int i = 0; i < lay->n_tensors; i++) {
+        dpo_tensor_t *t = &lay->tensors[i];
+        if (t->frozen) continue;
+        t->offset = at;
+        at += aligned16(t->numel);
+    }
+    lay->n_trainable = at;
+    if (align == 0) align = 1;
+    size_t fz = (at + align - 1) / align * align;
+    lay->frozen_start = fz;
+    bool any_frozen = false;
+    for (int i = 0; i < lay->n_tensors; i++) {
+        dpo_tensor_t *t = &lay->tensors[i];
+        if (!t->frozen) continue;
+        any_frozen = true;
+        t->offset = fz;
+        fz += aligned16(t->numel);
+    }
+    lay->n_params = any_frozen ? fz : at;
 }
 
 int layout_init(dpo_layout_t *lay, const dpo_model_config_t *cfg, int tp_rank, int tp_size,
@@ -155,6 +178,7 @@ int layout_init(dpo_layout_t *lay, const dpo_model_config_t *cfg, int tp_rank, i
     else
         lay->lm_head = layout_add(lay, cap, "lm_head.weight", 2, cfg->vocab_size, C, SHARD_ROWS,
                                   lay->vocab_local);
+    layout_assign_offsets(lay, 1);
     return 0;
 }
 
@@ -237,7 +261,7 @@ static float *dalloc(const dpo_backend_t *be, size_t n) {
     return n ? dpo_alloc(be, n * sizeof(float)) : NULL;
 }
 
-static void acts_alloc(dpo_model_t *m, bool trainable) {
+static dpo_model_acts_t *acts_alloc(const dpo_model_t *m, bool trainable) {
     const dpo_backend_t *be = m->be;
     const dpo_layout_t *lay = &m->layout;
     dpo_model_acts_t *a = xcalloc(1, sizeof *a, "activations");
@@ -312,11 +336,10 @@ static void acts_alloc(dpo_model_t *m, bool trainable) {
     a->targets = dpo_alloc(be, T * sizeof(int32_t));
     a->h_stats = xcalloc(3 * ch, sizeof(float), "log-prob statistics");
     a->h_lp = xcalloc(T, sizeof(float), "log-probs");
-    m->acts = a;
+    return a;
 }
 
-static void acts_free(dpo_model_t *m) {
-    dpo_model_acts_t *a = m->acts;
+static void acts_free(const dpo_model_t *m, dpo_model_acts_t *a) {
     if (!a) return;
     const dpo_backend_t *be = m->be;
     for (int l = 0; l < a->n_sets; l++) {
@@ -343,7 +366,6 @@ static void acts_free(dpo_model_t *m) {
     free(a->h_stats);
     free(a->h_lp);
     free(a);
-    m->acts = NULL;
 }
 
 // ---------------------------------------------------------------------------
@@ -361,26 +383,44 @@ int model_init(dpo_model_t *m, const dpo_backend_t *be, const dpo_mesh_t *mesh,
     m->max_tokens = max_tokens > 0 ? max_tokens : 1;
     m->chunk = chunk > 0 ? chunk : 256;
     size_t dp = mesh->dp_size > 0 ? (size_t)mesh->dp_size : 1;
-    m->n_alloc = (m->layout.n_params + dp - 1) / dp * dp;
+    m->n_alloc = (m->layout.n_trainable + dp - 1) / dp * dp;
     m->params = dpo_alloc(be, m->n_alloc * sizeof(float));
     if (trainable) m->grads = dpo_alloc(be, m->n_alloc * sizeof(float));
-    acts_alloc(m, trainable);
+    m->acts = acts_alloc(m, trainable);
     m->kv_comm = NULL;
     if (trainable && m->layout.kv_replicas > 1)  // collective over the TP group
         m->kv_comm = comm_subgroup_split(mesh, GROUP_TP, m->layout.kv_head_start);
     return 0;
 }
 
+void model_freeze(dpo_model_t *m, bool (*frozen)(const dpo_tensor_t *t, void *ctx), void *ctx) {
+    dpo_layout_t *lay = &m->layout;
+    for (int i = 0; i < lay->n_tensors; i++)
+        if (frozen(&lay->tensors[i], ctx)) lay->tensors[i].frozen = true;
+    size_t dp = m->mesh->dp_size > 0 ? (size_t)m->mesh->dp_size : 1;
+    layout_assign_offsets(lay, dp);
+    m->n_alloc = (lay->n_trainable + dp - 1) / dp * dp;
+    size_t np = m->n_alloc > lay->n_params ? m->n_alloc : lay->n_params;
+    dpo_free(m->be, m->params);
+    m->params = dpo_alloc(m->be, np * sizeof(float));
+    if (m->grads) {
+        dpo_free(m->be, m->grads);
+        m->grads = dpo_alloc(m->be, m->n_alloc * sizeof(float));
+    }
+}
+
+dpo_model_acts_t *model_default_acts(dpo_model_t *m) { return m->acts; }
+
 void model_set_recompute(dpo_model_t *m, bool on) {
     if (m->recompute == on) return;
-    acts_free(m);
+    acts_free(m, m->acts);
     m->recompute = on;
-    acts_alloc(m, m->grads != NULL);
+    m->acts = acts_alloc(m, m->grads != NULL);
 }
 
 void model_free(dpo_model_t *m) {
     if (!m->be) return;
-    acts_free(m);
+    acts_free(m, m->acts);
     comm_subgroup_free(m->kv_comm);
     dpo_free(m->be, m->params);
     if (m->grads) dpo_free(m->be, m->grads);
@@ -429,14 +469,28 @@ void model_init_random(dpo_model_t *m, uint64_t seed) {
 }
 
 void model_copy_params(dpo_model_t *dst, const dpo_model_t *src) {
-    if (dst->layout.n_params != src->layout.n_params)
-        dpo_fatal("model_copy_params: layouts differ (%zu vs %zu parameters)", dst->layout.n_params,
-                  src->layout.n_params);
-    dpo_copy(dst->be, dst->params, src->params, src->layout.n_params * sizeof(float));
+    const dpo_layout_t *dl = &dst->layout, *sl = &src->layout;
+    if (dl->n_tensors != sl->n_tensors)
+        dpo_fatal("model_copy_params: layouts differ (%d vs %d tensors)", dl->n_tensors,
+                  sl->n_tensors);
+    bool same = dl->n_params == sl->n_params;
+    for (int i = 0; i < dl->n_tensors; i++) {
+        if (dl->tensors[i].numel != sl->tensors[i].numel)
+            dpo_fatal("model_copy_params: layouts differ at %s", dl->tensors[i].name);
+        same = same && dl->tensors[i].offset == sl->tensors[i].offset;
+    }
+    if (same) {
+        dpo_copy(dst->be, dst->params, src->params, sl->n_params * sizeof(float));
+        return;
+    }
+    // Frozen in one model and not the other: the tensors sit at other offsets.
+    for (int i = 0; i < dl->n_tensors; i++)
+        dpo_copy(dst->be, dst->params + dl->tensors[i].offset, src->params + sl->tensors[i].offset,
+                 sl->tensors[i].numel * sizeof(float));
 }
 
 void model_zero_grads(dpo_model_t *m) {
-    if (m->grads) dpo_zero(m->be, m->grads, m->layout.n_params * sizeof(float));
+    if (m->grads) dpo_zero(m->be, m->grads, m->layout.n_trainable * sizeof(float));
 }
 
 // ---------------------------------------------------------------------------
@@ -447,8 +501,10 @@ static float *P(const dpo_model_t *m, int tensor) {
     return tensor < 0 ? NULL : m->params + m->layout.tensors[tensor].offset;
 }
 
+// NULL for a frozen tensor: the backward skips its gradient.
 static float *G(const dpo_model_t *m, int tensor) {
-    return tensor < 0 ? NULL : m->grads + m->layout.tensors[tensor].offset;
+    if (tensor < 0 || m->layout.tensors[tensor].frozen) return NULL;
+    return m->grads + m->layout.tensors[tensor].offset;
 }
 
 // y (T,N) = x (T,K) @ W^T, W stored (N,K) as Hugging Face (out, in).
@@ -468,12 +524,11 @@ static void linear_bwd(const dpo_backend_t *be, dpo_dtype_t dt, float *dx, float
     if (dW) dpo_matmul(be, true, false, N, K, T, 1.0f, dy, dt, N, x, dt, K, 1.0f, dW, DPO_F32, K);
 }
 
-static void upload_batch(dpo_model_t *m, const dpo_batch_t *b) {
+static void upload_batch(dpo_model_t *m, dpo_model_acts_t *a, const dpo_batch_t *b) {
     if (b->n_tokens > m->max_tokens)
         dpo_fatal("micro-batch of %d tokens exceeds the %d the model was sized for", b->n_tokens,
                   m->max_tokens);
     const dpo_backend_t *be = m->be;
-    dpo_model_acts_t *a = m->acts;
     dpo_to_device(be, a->tokens, b->tokens, (size_t)b->n_tokens * sizeof(int32_t));
     dpo_to_device(be, a->pos, b->pos, (size_t)b->n_tokens * sizeof(int32_t));
     dpo_to_device(be, a->cu_seqlens, b->cu_seqlens, ((size_t)b->n_seq + 1) * sizeof(int32_t));
@@ -484,12 +539,11 @@ static void upload_batch(dpo_model_t *m, const dpo_batch_t *b) {
 // The first half of a layer for T tokens at positions pos (device): input norm,
 // q/k/v projections (+bias, +QK-norm) and RoPE. q lands in s->q, k and v in kout /
 // vout (s->k / s->v for the full forward, rows of a KV cache for generation).
-static void layer_qkv(dpo_model_t *m, int l, int T, const int32_t *pos, layer_acts_t *s,
-                      float *kout, float *vout) {
+static void layer_qkv(dpo_model_t *m, dpo_model_acts_t *a, int l, int T, const int32_t *pos,
+                      layer_acts_t *s, float *kout, float *vout) {
     const dpo_backend_t *be = m->be;
     const dpo_layout_t *lay = &m->layout;
     const dpo_layer_tensors_t *lt = &lay->layers[l];
-    dpo_model_acts_t *a = m->acts;
     int C = lay->cfg.hidden_size, D = lay->head_dim;
     int Hl = lay->n_heads_local, Kl = lay->n_kv_heads_local;
     float eps = lay->cfg.rms_norm_eps;
@@ -518,11 +572,10 @@ static void layer_qkv(dpo_model_t *m, int l, int T, const int32_t *pos, layer_ac
 
 // The second half of a layer, from the attention output s->att: o_proj + residual,
 // then the SwiGLU MLP + residual, on a->x.
-static void layer_out(dpo_model_t *m, int l, int T, layer_acts_t *s) {
+static void layer_out(dpo_model_t *m, dpo_model_acts_t *a, int l, int T, layer_acts_t *s) {
     const dpo_backend_t *be = m->be;
     const dpo_layout_t *lay = &m->layout;
     const dpo_layer_tensors_t *lt = &lay->layers[l];
-    dpo_model_acts_t *a = m->acts;
     int C = lay->cfg.hidden_size, D = lay->head_dim;
     int Hl = lay->n_heads_local, Fl = lay->ffn_local;
     float eps = lay->cfg.rms_norm_eps;
@@ -542,22 +595,22 @@ static void layer_out(dpo_model_t *m, int l, int T, layer_acts_t *s) {
     dpo_add_inplace(be, a->x, a->tmp, (size_t)T * C, m->dtype);
 }
 
-static void layer_forward(dpo_model_t *m, int l, const dpo_batch_t *b, layer_acts_t *s) {
+static void layer_forward(dpo_model_t *m, dpo_model_acts_t *a, int l, const dpo_batch_t *b,
+                          layer_acts_t *s) {
     const dpo_layout_t *lay = &m->layout;
     int T = b->n_tokens;
-    layer_qkv(m, l, T, m->acts->pos, s, s->k, s->v);
-    dpo_attention_fwd(m->be, s->att, s->lse, s->q, s->k, s->v, m->acts->cu_seqlens, b->n_seq, T,
-                         lay->n_heads_local, lay->n_kv_heads_local, lay->head_dim, m->dtype);
-    layer_out(m, l, T, s);
+    layer_qkv(m, a, l, T, a->pos, s, s->k, s->v);
+    dpo_attention_fwd(m->be, s->att, s->lse, s->q, s->k, s->v, a->cu_seqlens, b->n_seq, T,
+                      lay->n_heads_local, lay->n_kv_heads_local, lay->head_dim, m->dtype);
+    layer_out(m, a, l, T, s);
 }
 
 // Vocabulary-parallel log-probs of the scored rows, chunk by chunk: per chunk the
 // logits (n, Vl) exist only on this rank's shard, and three numbers per row cross
 // the TP group. Leaves the global lse of each row in a->lse, log-probs in a->h_lp.
-static void logprob_forward(dpo_model_t *m, const dpo_batch_t *b) {
+static void logprob_forward(dpo_model_t *m, dpo_model_acts_t *a, const dpo_batch_t *b) {
     const dpo_backend_t *be = m->be;
     const dpo_layout_t *lay = &m->layout;
-    dpo_model_acts_t *a = m->acts;
     int C = lay->cfg.hidden_size, Vl = lay->vocab_local, S = b->n_scored;
     const float *W = P(m, lay->lm_head);
     for (int r0 = 0; r0 < S; r0 += m->chunk) {
@@ -592,40 +645,61 @@ static void logprob_forward(dpo_model_t *m, const dpo_batch_t *b) {
     }
 }
 
+dpo_model_acts_t *model_acts_new(const dpo_model_t *m) { return acts_alloc(m, m->grads != NULL); }
+
+void model_acts_free(const dpo_model_t *m, dpo_model_acts_t *a) { acts_free(m, a); }
+
+void model_embed_fwd(dpo_model_t *m, dpo_model_acts_t *a, const dpo_batch_t *b) {
+    const dpo_layout_t *lay = &m->layout;
+    int T = b->n_tokens, C = lay->cfg.hidden_size;
+    upload_batch(m, a, b);
+    // Vocabulary-parallel embedding: each shard fills its own tokens' rows.
+    dpo_embedding_fwd(m->be, a->x, a->tokens, P(m, lay->embed), T, C, lay->vocab_start,
+                      lay->vocab_local, m->dtype);
+    comm_allreduce_f32(m->mesh, GROUP_TP, a->x, (size_t)T * C, REDUCE_SUM);
+}
+
+void model_layers_fwd(dpo_model_t *m, dpo_model_acts_t *a, const dpo_batch_t *b, int l0, int l1,
+                      bool save_for_backward) {
+    if (save_for_backward && !m->grads) dpo_fatal("model_forward: backward on a frozen model");
+    size_t TC = (size_t)b->n_tokens * m->layout.cfg.hidden_size;
+    for (int l = l0; l < l1; l++) {
+        bool keep_all = save_for_backward && !m->recompute;
+        if (save_for_backward && m->recompute)   // only the layer's input survives
+            dpo_copy(m->be, a->layer_in + (size_t)l * TC, a->x, TC * sizeof(float));
+        layer_forward(m, a, l, b, &a->layer[keep_all ? l : 0]);
+    }
+}
+
+void model_head_fwd(dpo_model_t *m, dpo_model_acts_t *a, const dpo_batch_t *b, double *seq_logps) {
+    const dpo_backend_t *be = m->be;
+    const dpo_layout_t *lay = &m->layout;
+    int T = b->n_tokens, C = lay->cfg.hidden_size;
+    dpo_copy(be, a->x_final_in, a->x, (size_t)T * C * sizeof(float));
+    dpo_rmsnorm_fwd(be, a->xf, a->rstd_f, a->x, P(m, lay->final_norm), T, C,
+                    lay->cfg.rms_norm_eps, m->dtype);
+    dpo_gather_rows(be, a->hs, a->xf, a->rows, b->n_scored, C, m->dtype);
+    logprob_forward(m, a, b);
+    for (int s = 0; s < b->n_seq; s++) seq_logps[s] = 0.0;
+    for (int i = 0; i < b->n_scored; i++) seq_logps[b->scored_seq[i]] += (double)a->h_lp[i];
+}
+
 void model_forward(dpo_model_t *m, const dpo_batch_t *b, double *seq_logps,
                    bool save_for_backward) {
     if (save_for_backward && !m->grads) dpo_fatal("model_forward: backward on a frozen model");
-    const dpo_backend_t *be = m->be;
-    const dpo_layout_t *lay = &m->layout;
-    dpo_model_acts_t *a = m->acts;
-    int T = b->n_tokens, C = lay->cfg.hidden_size;
-    upload_batch(m, b);
-    // Vocabulary-parallel embedding: each shard fills its own tokens' rows.
-    dpo_embedding_fwd(be, a->x, a->tokens, P(m, lay->embed), T, C, lay->vocab_start, lay->vocab_local, m->dtype);
-    comm_allreduce_f32(m->mesh, GROUP_TP, a->x, (size_t)T * C, REDUCE_SUM);
-    size_t TC = (size_t)T * C;
-    for (int l = 0; l < lay->cfg.num_hidden_layers; l++) {
-        bool keep_all = save_for_backward && !m->recompute;
-        if (save_for_backward && m->recompute)   // only the layer's input survives
-            dpo_copy(be, a->layer_in + (size_t)l * TC, a->x, TC * sizeof(float));
-        layer_forward(m, l, b, &a->layer[keep_all ? l : 0]);
-    }
-    dpo_copy(be, a->x_final_in, a->x, (size_t)T * C * sizeof(float));
-    dpo_rmsnorm_fwd(be, a->xf, a->rstd_f, a->x, P(m, lay->final_norm), T, C, lay->cfg.rms_norm_eps, m->dtype);
-    dpo_gather_rows(be, a->hs, a->xf, a->rows, b->n_scored, C, m->dtype);
-    logprob_forward(m, b);
-    for (int s = 0; s < b->n_seq; s++) seq_logps[s] = 0.0;
-    for (int i = 0; i < b->n_scored; i++) seq_logps[b->scored_seq[i]] += (double)a->h_lp[i];
+    model_embed_fwd(m, m->acts, b);
+    model_layers_fwd(m, m->acts, b, 0, m->layout.cfg.num_hidden_layers, save_for_backward);
+    model_head_fwd(m, m->acts, b, seq_logps);
 }
 
 // ---------------------------------------------------------------------------
 // Backward
 // ---------------------------------------------------------------------------
 
-static void logprob_backward(dpo_model_t *m, const dpo_batch_t *b, const double *dseq) {
+static void logprob_backward(dpo_model_t *m, dpo_model_acts_t *a, const dpo_batch_t *b,
+                             const double *dseq) {
     const dpo_backend_t *be = m->be;
     const dpo_layout_t *lay = &m->layout;
-    dpo_model_acts_t *a = m->acts;
     int C = lay->cfg.hidden_size, Vl = lay->vocab_local, S = b->n_scored;
     for (int i = 0; i < S; i++) a->h_lp[i] = (float)dseq[b->scored_seq[i]];
     dpo_to_device(be, a->dlp, a->h_lp, (size_t)S * sizeof(float));
@@ -650,11 +724,10 @@ static void kv_allreduce(const dpo_model_t *m, float *buf, size_t n) {
     comm_subgroup_allreduce_f32(m->kv_comm, buf, n, REDUCE_SUM);
 }
 
-static void layer_backward(dpo_model_t *m, int l, const dpo_batch_t *b) {
+static void layer_backward(dpo_model_t *m, dpo_model_acts_t *a, int l, const dpo_batch_t *b) {
     const dpo_backend_t *be = m->be;
     const dpo_layout_t *lay = &m->layout;
     const dpo_layer_tensors_t *lt = &lay->layers[l];
-    dpo_model_acts_t *a = m->acts;
     layer_acts_t *s = &a->layer[m->recompute ? 0 : l];
     int T = b->n_tokens, C = lay->cfg.hidden_size, D = lay->head_dim;
     int Hl = lay->n_heads_local, Kl = lay->n_kv_heads_local, Fl = lay->ffn_local;
@@ -702,20 +775,21 @@ static void layer_backward(dpo_model_t *m, int l, const dpo_batch_t *b) {
         gvb = lt->k_bias >= 0 ? gkb + (size_t)Kl * D : NULL;
     }
     if (lt->q_bias >= 0) {
-        dpo_bias_grad(be, G(m, lt->q_bias), dq, T, Hl * D, m->dtype);
-        dpo_bias_grad(be, gkb, dk, T, Kl * D, m->dtype);
-        dpo_bias_grad(be, gvb, a->dv, T, Kl * D, m->dtype);
+        if (G(m, lt->q_bias)) dpo_bias_grad(be, G(m, lt->q_bias), dq, T, Hl * D, m->dtype);
+        if (gkb) dpo_bias_grad(be, gkb, dk, T, Kl * D, m->dtype);
+        if (gvb) dpo_bias_grad(be, gvb, a->dv, T, Kl * D, m->dtype);
     }
     linear_bwd(be, m->dtype, a->dxn, G(m, lt->q), dq, s->xn, P(m, lt->q), T, Hl * D, C, 0.0f);
     linear_bwd(be, m->dtype, a->dxn, gk, dk, s->xn, P(m, lt->k), T, Kl * D, C, 1.0f);
     linear_bwd(be, m->dtype, a->dxn, gv, a->dv, s->xn, P(m, lt->v), T, Kl * D, C, 1.0f);
     if (a->dkv) {
         kv_allreduce(m, a->dkv, a->dkv_n);
-        dpo_add_inplace(be, G(m, lt->k), gk, (size_t)Kl * D * C, m->dtype);
-        dpo_add_inplace(be, G(m, lt->v), gv, (size_t)Kl * D * C, m->dtype);
+        // Gradients are fp32 whatever the model's dtype; a frozen k/v takes none.
+        if (G(m, lt->k)) dpo_add_inplace(be, G(m, lt->k), gk, (size_t)Kl * D * C, DPO_F32);
+        if (G(m, lt->v)) dpo_add_inplace(be, G(m, lt->v), gv, (size_t)Kl * D * C, DPO_F32);
         if (lt->k_bias >= 0) {
-            dpo_add_inplace(be, G(m, lt->k_bias), gkb, (size_t)Kl * D, m->dtype);
-            dpo_add_inplace(be, G(m, lt->v_bias), gvb, (size_t)Kl * D, m->dtype);
+            if (G(m, lt->k_bias)) dpo_add_inplace(be, G(m, lt->k_bias), gkb, (size_t)Kl * D, DPO_F32);
+            if (G(m, lt->v_bias)) dpo_add_inplace(be, G(m, lt->v_bias), gvb, (size_t)Kl * D, DPO_F32);
         }
     }
     comm_allreduce_f32(m->mesh, GROUP_TP, a->dxn, TC, REDUCE_SUM);  // f operator backward
@@ -724,42 +798,92 @@ static void layer_backward(dpo_model_t *m, int l, const dpo_batch_t *b) {
     dpo_add_inplace(be, a->dx, a->dtmp, TC, m->dtype);
 }
 
-void model_backward(dpo_model_t *m, const dpo_batch_t *b, const double *dseq) {
+// Tells the gradient hook (model_set_grad_hook) that tensor i's gradient of this
+// micro-batch is complete. Frozen tensors have no gradient and are never reported.
+static void grad_done(const dpo_model_t *m, int i) {
+    if (i < 0 || !m->grad_hook || m->layout.tensors[i].frozen) return;
+    m->grad_hook(m->grad_hook_ctx, i);
+}
+
+void model_head_bwd(dpo_model_t *m, dpo_model_acts_t *a, const dpo_batch_t *b, const double *dseq) {
     if (!m->grads) dpo_fatal("model_backward: the model is frozen");
     const dpo_backend_t *be = m->be;
     const dpo_layout_t *lay = &m->layout;
-    dpo_model_acts_t *a = m->acts;
     int T = b->n_tokens, C = lay->cfg.hidden_size;
-    logprob_backward(m, b, dseq);
+    logprob_backward(m, a, b, dseq);
+    // A tied LM head is the embedding: complete only after model_embed_bwd.
+    if (lay->lm_head != lay->embed) grad_done(m, lay->lm_head);
     // d xf: zero except at the scored rows.
     dpo_zero(be, a->dtmp, (size_t)T * C * sizeof(float));
     dpo_scatter_add_rows(be, a->dtmp, a->dhs, a->rows, b->n_scored, C, m->dtype);
     dpo_rmsnorm_bwd(be, a->dx, G(m, lay->final_norm), a->dtmp, a->x_final_in, P(m, lay->final_norm),
                     a->rstd_f, T, C, m->dtype);
-    int L = lay->cfg.num_hidden_layers;
+    grad_done(m, lay->final_norm);
+}
+
+// The tensors of layer l, in layout order (they are contiguous in the tensor table).
+static void layer_tensor_range(const dpo_layout_t *lay, int l, int *first, int *end) {
+    *first = lay->layers[l].attn_norm;
+    *end = lay->layers[l].down + 1;
+}
+
+void model_layers_bwd(dpo_model_t *m, dpo_model_acts_t *a, const dpo_batch_t *b, int l0, int l1) {
+    if (!m->grads) dpo_fatal("model_backward: the model is frozen");
+    const dpo_backend_t *be = m->be;
+    const dpo_layout_t *lay = &m->layout;
+    int T = b->n_tokens, C = lay->cfg.hidden_size;
     size_t D = (size_t)lay->head_dim;
-    if (a->dqkn) dpo_zero(be, a->dqkn, 2 * D * (size_t)L * sizeof(float));
-    for (int l = L - 1; l >= 0; l--) {
+    if (a->dqkn) dpo_zero(be, a->dqkn + (size_t)l0 * 2 * D, 2 * D * (size_t)(l1 - l0) * sizeof(float));
+    for (int l = l1 - 1; l >= l0; l--) {
         if (m->recompute) {
             // The same ops on the same input: the recomputed activations are the
             // forward's bit for bit (a->x is free here: the backward never reads it).
             dpo_copy(be, a->x, a->layer_in + (size_t)l * T * C, (size_t)T * C * sizeof(float));
-            layer_forward(m, l, b, &a->layer[0]);
+            layer_forward(m, a, l, b, &a->layer[0]);
         }
-        layer_backward(m, l, b);
+        layer_backward(m, a, l, b);
+        int first, end;
+        layer_tensor_range(lay, l, &first, &end);
+        for (int i = first; i < end; i++) {
+            bool qkn = i == lay->layers[l].q_norm || i == lay->layers[l].k_norm;
+            if (!(qkn && a->dqkn)) grad_done(m, i);   // QK-norm with TP: below
+        }
     }
     // QK-norm weights are replicated but each TP rank applies them to its own heads
     // only: this micro-batch's gradients are partial sums, added up over TP and then
     // to the (already complete) accumulated gradient.
     if (a->dqkn) {
-        comm_allreduce_f32(m->mesh, GROUP_TP, a->dqkn, 2 * D * (size_t)L, REDUCE_SUM);
-        for (int l = 0; l < L; l++) {
-            dpo_add_inplace(be, G(m, lay->layers[l].q_norm), a->dqkn + (size_t)l * 2 * D, D, m->dtype);
-            dpo_add_inplace(be, G(m, lay->layers[l].k_norm), a->dqkn + (size_t)l * 2 * D + D, D, m->dtype);
+        float *part = a->dqkn + (size_t)l0 * 2 * D;
+        comm_allreduce_f32(m->mesh, GROUP_TP, part, 2 * D * (size_t)(l1 - l0), REDUCE_SUM);
+        for (int l = l0; l < l1; l++) {
+            const dpo_layer_tensors_t *lt = &lay->layers[l];
+            float *gq = G(m, lt->q_norm), *gk = G(m, lt->k_norm);
+            if (gq) dpo_add_inplace(be, gq, a->dqkn + (size_t)l * 2 * D, D, DPO_F32);
+            if (gk) dpo_add_inplace(be, gk, a->dqkn + (size_t)l * 2 * D + D, D, DPO_F32);
+            grad_done(m, lt->q_norm);
+            grad_done(m, lt->k_norm);
         }
     }
-    dpo_embedding_bwd(be, G(m, lay->embed), a->tokens, a->dx, T, C, lay->vocab_start,
-                      lay->vocab_local, m->dtype);
+}
+
+void model_embed_bwd(dpo_model_t *m, dpo_model_acts_t *a, const dpo_batch_t *b) {
+    const dpo_layout_t *lay = &m->layout;
+    float *g = G(m, lay->embed);
+    if (g)
+        dpo_embedding_bwd(m->be, g, a->tokens, a->dx, b->n_tokens, lay->cfg.hidden_size,
+                          lay->vocab_start, lay->vocab_local, m->dtype);
+    grad_done(m, lay->embed);
+}
+
+void model_backward(dpo_model_t *m, const dpo_batch_t *b, const double *dseq) {
+    model_head_bwd(m, m->acts, b, dseq);
+    model_layers_bwd(m, m->acts, b, 0, m->layout.cfg.num_hidden_layers);
+    model_embed_bwd(m, m->acts, b);
+}
+
+void model_set_grad_hook(dpo_model_t *m, void (*hook)(void *ctx, int tensor), void *ctx) {
+    m->grad_hook = hook;
+    m->grad_hook_ctx = ctx;
 }
 
 // ---------------------------------------------------------------------------
@@ -822,10 +946,10 @@ void model_forward_cached(dpo_model_t *m, dpo_kv_cache_t *c, const int32_t *toke
     size_t kvd = (size_t)c->kv_dim;
     for (int l = 0; l < lay->cfg.num_hidden_layers; l++) {
         layer_acts_t *s = &a->layer[0];
-        layer_qkv(m, l, n, a->pos, s, c->k[l] + (size_t)past * kvd, c->v[l] + (size_t)past * kvd);
+        layer_qkv(m, a, l, n, a->pos, s, c->k[l] + (size_t)past * kvd, c->v[l] + (size_t)past * kvd);
         dpo_attention_cached(be, s->att, s->q, c->k[l], c->v[l], n, past, lay->n_heads_local,
                              lay->n_kv_heads_local, lay->head_dim, m->dtype);
-        layer_out(m, l, n, s);
+        layer_out(m, a, l, n, s);
     }
     c->len = past + n;
     if (n_logits == 0) return;

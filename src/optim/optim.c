@@ -19,7 +19,7 @@ void optim_init(dpo_optim_t *o, const dpo_model_t *model, int zero_stage) {
         o->off = (size_t)mesh->dp_rank * o->n;
         o->gshard = (float *)dpo_alloc(model->be, o->n * sizeof(float));
     } else {
-        o->n = model->layout.n_params;
+        o->n = model->layout.n_trainable;  // frozen tensors have no moments
         o->off = 0;
     }
     o->m = (float *)dpo_alloc(model->be, o->n * sizeof(float));  // zero-filled
@@ -38,7 +38,8 @@ void optim_reduce_grads(dpo_optim_t *o, dpo_model_t *model) {
     if (o->sharded)
         comm_reduce_scatter_f32(model->mesh, GROUP_DP, model->grads, o->gshard, o->n);
     else if (model->mesh)
-        comm_allreduce_f32(model->mesh, GROUP_DP, model->grads, model->layout.n_params, REDUCE_SUM);
+        comm_allreduce_f32(model->mesh, GROUP_DP, model->grads, model->layout.n_trainable,
+                           REDUCE_SUM);
 }
 
 // The part [*lo, *hi) of tensor t's flat range that lies in the shard; false when empty.
@@ -88,7 +89,7 @@ double optim_grad_norm(const dpo_model_t *model) {
     double sharded = 0.0, replicated = 0.0;
     for (int i = 0; i < lay->n_tensors; i++) {
         const dpo_tensor_t *t = &lay->tensors[i];
-        if (t->numel == 0) continue;
+        if (t->numel == 0 || t->frozen) continue;
         double s = dpo_sumsq(be, model->grads + t->offset, t->numel);
         if (t->shard == SHARD_NONE)
             replicated += s;
@@ -110,7 +111,7 @@ double optim_global_grad_norm(const dpo_optim_t *o, const dpo_model_t *model) {
     for (int i = 0; i < lay->n_tensors; i++) {
         const dpo_tensor_t *t = &lay->tensors[i];
         size_t lo, hi;
-        if (t->numel == 0 || !shard_part(o, t, &lo, &hi)) continue;
+        if (t->numel == 0 || t->frozen || !shard_part(o, t, &lo, &hi)) continue;
         double s = dpo_sumsq(be, o->gshard + (lo - o->off), hi - lo);
         if (t->shard == SHARD_NONE)
             sums[1] += s;
@@ -127,7 +128,7 @@ void optim_step(dpo_optim_t *o, dpo_model_t *model, const dpo_config_t *cfg, flo
     const dpo_layout_t *lay = &model->layout;
     const dpo_backend_t *be = model->be;
     float *grads = o->sharded ? o->gshard : model->grads;  // indexed from o->off
-    size_t n_grads = o->sharded ? o->n : lay->n_params;
+    size_t n_grads = o->sharded ? o->n : lay->n_trainable;
 
     // Global-norm clipping, as torch.nn.utils.clip_grad_norm_: scale by
     // max / (norm + 1e-6) when the norm exceeds max.
@@ -144,7 +145,7 @@ void optim_step(dpo_optim_t *o, dpo_model_t *model, const dpo_config_t *cfg, flo
     for (int i = 0; i < lay->n_tensors; i++) {
         const dpo_tensor_t *t = &lay->tensors[i];
         size_t lo, hi;
-        if (t->numel == 0 || !shard_part(o, t, &lo, &hi)) continue;
+        if (t->numel == 0 || t->frozen || !shard_part(o, t, &lo, &hi)) continue;
         float wd = t->decay ? cfg->weight_decay : 0.0f;
         size_t k = lo - o->off;
         dpo_adamw(be, model->params + lo, grads + k, o->m + k, o->v + k, hi - lo, lr, cfg->beta1,

@@ -186,6 +186,41 @@ void comm_reduce_scatter_f32(const dpo_mesh_t *m, comm_group_t g, const float *s
     MPI_Reduce_scatter_block(send, recv, (int)n, MPI_FLOAT, MPI_SUM, group_comm(m, g));
 }
 
+void comm_reduce_scatterv_f32(const dpo_mesh_t *m, comm_group_t g, const float *send,
+                              float *recv, const size_t *counts) {
+    int P = group_size(m, g);
+    size_t total = 0;
+    for (int r = 0; r < P; r++) total += counts[r];
+    if (!m->nccl && total > (size_t)0x7fffffff)
+        dpo_fatal("comm_reduce_scatterv_f32: %zu elements exceed one MPI call", total);
+    if (P == 1) {
+        copy_f32(m->nccl, send, recv, counts[0], m->stream, "comm_reduce_scatterv_f32");
+        return;
+    }
+    int me = 0;
+    MPI_Comm_rank(group_comm(m, g), &me);
+    if (use_nccl(m->nccl, send, recv, "comm_reduce_scatterv_f32")) {
+#ifdef DPO_HAVE_NCCL
+        // NCCL has no reduce-scatter with unequal counts: one reduce per owner, grouped.
+        DPO_NCCL_CHECK(ncclGroupStart());
+        size_t at = 0;
+        for (int r = 0; r < P; r++) {
+            if (counts[r] > 0)
+                DPO_NCCL_CHECK(ncclReduce(send + at, r == me ? recv : NULL, counts[r], ncclFloat,
+                                          ncclSum, r, (ncclComm_t)group_nccl(m, g),
+                                          (cudaStream_t)m->stream));
+            at += counts[r];
+        }
+        DPO_NCCL_CHECK(ncclGroupEnd());
+#endif
+        return;
+    }
+    int *rc = xmalloc((size_t)P * sizeof(int), "reduce-scatter counts");
+    for (int r = 0; r < P; r++) rc[r] = (int)counts[r];
+    MPI_Reduce_scatter(send, recv, rc, MPI_FLOAT, MPI_SUM, group_comm(m, g));
+    free(rc);
+}
+
 int comm_all_ok(const dpo_mesh_t *m, comm_group_t g, int ok) {
     if (group_size(m, g) == 1) return ok;
     int all = ok ? 1 : 0;

@@ -26,7 +26,9 @@
 #include "dpo/loss.h"
 #include "dpo/metrics.h"
 #include "dpo/model.h"
+#include "dpo/grad_sync.h"
 #include "dpo/optim.h"
+#include "dpo/schedule.h"
 #include "dpo/rng.h"
 #include "dpo/util.h"
 
@@ -41,6 +43,7 @@ typedef struct {
     dpo_model_t ref;          // unused when reference-free or precomputed
     bool have_ref_model;
     dpo_optim_t opt;
+    dpo_grad_sync_t sync;  // bucketed DP gradient reduction of the policy
     dpo_batch_t batch;
     dpo_metrics_t metrics;
     int micro;                // pairs per training micro-batch
@@ -267,6 +270,7 @@ static void trainer_teardown(trainer_t *t) {
         free(t->val_ref_cache);
     }
     if (t->policy.be) {
+        grad_sync_free(&t->sync);
         optim_free(&t->opt, &t->policy);
         model_free(&t->policy);
     }
@@ -408,6 +412,33 @@ static void ensure_epoch_order(trainer_t *t) {
     t->perm_epoch = t->st.epoch;
 }
 
+// The step's micro-batches for the schedule: micro-batch j of DP rank r holds the
+// pairs at global slots (j*dp + r)*micro ... of the step.
+typedef struct {
+    trainer_t *t;
+    double norm;             // the step's global pair count
+    dpo_loss_stats_t *st;
+} step_ctx_t;
+
+static const dpo_batch_t *step_load(void *ctx, int j) {
+    step_ctx_t *c = ctx;
+    trainer_t *t = c->t;
+    int64_t base = t->st.epoch_pos + ((int64_t)j * t->mesh->dp_size + t->mesh->dp_rank) * t->micro;
+    read_batch(t, &t->ds.train, t->perm + base, t->micro);
+    reference_logps(t);
+    return &t->batch;
+}
+
+static void step_loss(void *ctx, int j, const dpo_batch_t *b, const double *seq_logps,
+                      double *dseq) {
+    (void)j;
+    (void)b;
+    (void)seq_logps;
+    (void)dseq;   // batch_loss reads t->seq_logps and writes t->dseq: the same buffers
+    step_ctx_t *c = ctx;
+    batch_loss(c->t, c->norm, c->st);
+}
+
 // One optimizer step over the global batch; returns the step's statistics and
 // whether its update was skipped (dpo.nonfinite_policy = "skip").
 static void train_step(trainer_t *t, const test_faults_t *tf, dpo_loss_stats_t *st,
@@ -420,19 +451,13 @@ static void train_step(trainer_t *t, const test_faults_t *tf, dpo_loss_stats_t *
     ensure_epoch_order(t);
     model_zero_grads(&t->policy);
     loss_stats_zero(st);
-    double norm = (double)cfg->train_global_batch_size;
-    for (int j = 0; j < t->accum; j++) {
-        // Micro-batch j of DP rank r holds the pairs at global slots (j*dp + r)*micro...
-        int64_t base = t->st.epoch_pos + ((int64_t)j * mesh->dp_size + mesh->dp_rank) * t->micro;
-        read_batch(t, &t->ds.train, t->perm + base, t->micro);
-        reference_logps(t);
-        model_forward(&t->policy, &t->batch, t->seq_logps, true);
-        batch_loss(t, norm, st);
-        model_backward(&t->policy, &t->batch, t->dseq);
-    }
-    // Gradients summed over DP: all-reduced, or with ZeRO-1 reduce-scattered so that
-    // each DP rank holds the sum for its shard of the flat parameter vector.
-    optim_reduce_grads(&t->opt, &t->policy);
+    // Forward, loss and backward of every micro-batch; the gradients are summed over
+    // DP in buckets during the last backward (all-reduced, or with ZeRO-1
+    // reduce-scattered so that each DP rank holds the sum for its shard).
+    step_ctx_t sc = {.t = t, .norm = (double)cfg->train_global_batch_size, .st = st};
+    dpo_step_fns_t fns = {.load = step_load, .loss = step_loss, .seq_logps = t->seq_logps,
+                          .dseq = t->dseq};
+    schedule_forward_backward_no_pipelining(&t->policy, &t->sync, t->accum, &fns, &sc);
     comm_allreduce_f64(mesh, GROUP_DP, (double *)st, LOSS_STATS_NFIELDS, REDUCE_SUM);
     *grad_norm = optim_global_grad_norm(&t->opt, &t->policy);
     if (tf->nan_step > 0 && step_no >= tf->nan_step && step_no < tf->nan_step + tf->nan_count &&
@@ -591,6 +616,7 @@ int trainer_train(const dpo_config_t *cfg, const dpo_mesh_t *mesh, const dpo_bac
     make_model(&t, &t.policy, cfg->model_name, true);
     model_set_recompute(&t.policy, cfg->activation_checkpointing);
     optim_init(&t.opt, &t.policy, cfg->zero_stage);
+    grad_sync_init(&t.sync, &t.policy, &t.opt, DPO_GRAD_BUCKET_BYTES);
     t.val_ref_cache = xcalloc((size_t)(t.ds.n_val > 0 ? t.ds.n_val : 1), sizeof(double *), "cache");
     t.st.seed = cfg->seed;
     bool resumed = maybe_resume(&t);
