@@ -102,6 +102,7 @@ typedef struct {
 
 // dataset_store_reference for several splits at once: one copy of the file takes
 // every split's values and is renamed over the original only when all are in.
+// Also stamps the root with reference_producer (dpo/program.h).
 int dataset_store_references(const char *path, const dataset_ref_split_t *splits, int n_splits,
                              const char *reference_id, char *err, size_t err_len);
 

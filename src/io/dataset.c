@@ -28,6 +28,7 @@
 
 #include "dpo/error.h"
 #include "dpo/h5util.h"
+#include "dpo/program.h"
 #include "dpo/util.h"
 
 // Elements per append block (and per chunk of an extendible dataset). 1 Mi int32
@@ -844,7 +845,8 @@ dataset_writer_t *dataset_writer_create(const char *path, const dataset_meta_t *
         h5util_attr_write_int(w->file, "vocab_size", H5T_STD_I32LE, meta->vocab_size) < 0 ||
         h5util_attr_write_str(w->file, "tokenizer", meta->tokenizer) < 0 ||
         h5util_attr_write_str(w->file, "provenance", meta->provenance) < 0 ||
-        h5util_attr_write_str(w->file, "created", created) < 0) {
+        h5util_attr_write_str(w->file, "created", created) < 0 ||
+        h5util_attr_write_str(w->file, "producer", dpo_producer()) < 0) {
         dpo_errf(err, err_len, "%s: cannot write root attributes (%s)", w->tmp, h5util_reason());
         dataset_writer_abort(w);
         return NULL;
@@ -1222,7 +1224,8 @@ int dataset_store_references(const char *path, const dataset_ref_split_t *splits
     }
     for (int k = 0; k < n_splits; k++)
         if (store_split_ref(f, path, gpath[k], &splits[k], reference_id, err, err_len) < 0) goto done;
-    if (h5util_attr_write_str(f, "reference_model", reference_id) < 0) {
+    if (h5util_attr_write_str(f, "reference_model", reference_id) < 0 ||
+        h5util_attr_write_str(f, "reference_producer", dpo_producer()) < 0) {
         dpo_errf(err, err_len, "%s: cannot write the reference attributes (%s)", path, h5util_reason());
         goto done;
     }
