@@ -21,6 +21,7 @@
 #include "dpo/backend.h"
 #include "dpo/backend_profile.h"
 #include "dpo/config.h"
+#include "dpo/program.h"
 
 typedef struct {
     int C, L, H, Hkv, F, V, seq, comp, pairs, accum, chunk, threads, reps;
@@ -34,7 +35,8 @@ static void usage(void) {
     fprintf(stderr,
             "usage: dpo_op_bench [--config FILE] [--hidden C] [--layers L] [--heads H]\n"
             "       [--kv-heads K] [--ffn F] [--vocab V] [--seq L] [--comp N] [--pairs P]\n"
-            "       [--accum A] [--chunk N] [--threads N] [--reps R] [--backend cpu|cuda]\n");
+            "       [--accum A] [--chunk N] [--threads N] [--reps R] [--backend cpu|cuda]\n"
+            "       dpo_op_bench --version\n");
     exit(2);
 }
 
@@ -141,6 +143,8 @@ int main(int argc, char **argv) {
     // Defaults: model "small" of benchmarks/harness.cfg, 128-token sequences.
     opts_t o = {.C = 128, .L = 4, .H = 4, .Hkv = 2, .F = 384, .V = 258, .seq = 128, .comp = 0,
                 .pairs = 8, .accum = 1, .chunk = 256, .threads = 0, .reps = 20, .backend = "cpu"};
+    dpo_program_set("dpo_op_bench");
+    if (argc > 1 && dpo_version_option(argv[1], true)) return 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (i + 1 >= argc) usage();

@@ -14,6 +14,7 @@
 #include <time.h>
 
 #include "dpo/jsonl.h"
+#include "dpo/program.h"
 #include "dpo/sha256.h"
 #include "dpo/tokenizer.h"
 
@@ -26,6 +27,8 @@ static double now(void) {
 int main(int argc, char **argv) {
     const char *dir = NULL, *corpus = NULL;
     int repeat = 2;
+    dpo_program_set("dpo_tokenize_bench");
+    if (argc > 1 && dpo_version_option(argv[1], true)) return 0;
     for (int i = 1; i + 1 < argc; i += 2) {
         if (strcmp(argv[i], "--tokenizer") == 0)
             dir = argv[i + 1];
@@ -35,7 +38,8 @@ int main(int argc, char **argv) {
             repeat = atoi(argv[i + 1]);
     }
     if (!dir || !corpus || repeat < 1) {
-        fprintf(stderr, "usage: dpo_tokenize_bench --tokenizer DIR --corpus FILE.jsonl [--repeat N]\n");
+        fprintf(stderr, "usage: dpo_tokenize_bench --tokenizer DIR --corpus FILE.jsonl [--repeat N]\n"
+                        "       dpo_tokenize_bench --version\n");
         return 2;
     }
     char err[1024];

@@ -8,7 +8,7 @@ if ! command -v nvcc > /dev/null && [ -x /usr/local/cuda/bin/nvcc ]; then
   export PATH=/usr/local/cuda/bin:$PATH
 fi
 BUILD_DIR=${BUILD_DIR:-build}
-cmake -S . -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=${BUILD_TYPE:-Release} "$@" > "$BUILD_DIR.cmake.log" 2>&1 ||
+cmake -S . -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=${BUILD_TYPE:-Release} -DDPO_WERROR=ON "$@" > "$BUILD_DIR.cmake.log" 2>&1 ||
   { cat "$BUILD_DIR.cmake.log"; exit 1; }
 grep -E "dpo_hpc:|WARNING" "$BUILD_DIR.cmake.log" || true
 cmake --build "$BUILD_DIR" -j "$(nproc)"

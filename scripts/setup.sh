@@ -10,6 +10,7 @@ packages=(
   libconfig-dev
   libjansson-dev libpcre2-dev libutf8proc-dev
   libopenblas-openmp-dev
+  libblas-dev
   libomp-dev
   python3 python3-yaml
   gnuplot-nox

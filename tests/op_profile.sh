@@ -17,15 +17,38 @@ cmp <(json_field plain/metrics.jsonl train loss) <(json_field prof/metrics.jsonl
 layers=$(sed -n 's/.*num_hidden_layers *= *\([0-9]*\).*/\1/p' "$TINY")
 python3 - run.log "$layers" <<'PY'
 import re, sys
-rows = {m.group(1): (int(m.group(2)), float(m.group(3))) for m in
-        re.finditer(r"^\s+(\w+)\s+(\d+)\s+([0-9.]+)\s+[0-9.]+%", open(sys.argv[1]).read(), re.M)}
-for op in ("matmul", "attention_fwd", "attention_bwd", "adamw", "total"):
-    assert op in rows or op == "total", ("missing op", op, rows.keys())
+text = open(sys.argv[1]).read()
+rows = {m.group(1): (int(m.group(2)), float(m.group(3)), float(m.group(4))) for m in
+        re.finditer(r"^\s+(\w+)\s+(\d+)\s+([0-9.]+)\s+([0-9.]+)%", text, re.M)}
+# Every op a training step runs (forward, backward, loss, clipping, AdamW) has its row;
+# the KV-cached attention of generation has none.
+for op in ("matmul", "embedding_fwd", "embedding_bwd", "rmsnorm_fwd", "rmsnorm_bwd", "rope_fwd",
+           "rope_bwd", "attention_fwd", "attention_bwd", "swiglu_fwd", "swiglu_bwd",
+           "logprob_stats", "logprob_bwd", "add_inplace", "sumsq", "adamw"):
+    assert op in rows and rows[op][0] > 0, ("missing op", op, sorted(rows))
+assert "attention_cached" not in rows, "training ran the generation-only attention"
+# The total row (no call count): the sum of the rows' seconds, 100 %, and the shares add up.
+tot = re.findall(r"^\s+total\s+([0-9.]+)\s+([0-9.]+)%\s*$", text, re.M)
+assert len(tot) == 1, ("expected one total row", tot)
+total, share = float(tot[0][0]), float(tot[0][1])
+assert share == 100.0, share
+n = len(rows)
+assert abs(sum(r[1] for r in rows.values()) - total) <= 5e-5 * (n + 1), ("total != sum of rows", total)
+if total > 0:
+    assert abs(sum(r[2] for r in rows.values()) - 100.0) <= 0.05 * n + 0.1, "shares do not add up to 100 %"
 L = int(sys.argv[2])
 bwd = rows["attention_bwd"][0]
 assert bwd % L == 0 and bwd > 0, ("attention_bwd calls not a multiple of the layers", bwd, L)
 assert rows["attention_fwd"][0] > bwd, "forwards must outnumber backwards (reference + validation)"
 assert rows["matmul"][0] > 7 * rows["attention_fwd"][0] - 1, "at least 7 matmuls per layer forward"
-print("profile consistent:", {k: v[0] for k, v in rows.items() if k in ("matmul", "attention_fwd", "attention_bwd")})
+# Per pass: one embedding, per layer one SwiGLU, two RoPEs (q, k) and two RMSNorms, plus the final norm.
+for d, passes in (("fwd", rows["attention_fwd"][0] // L), ("bwd", bwd // L)):
+    assert rows["attention_" + d][0] == L * passes, d
+    assert rows["embedding_" + d][0] == passes, (d, rows["embedding_" + d], passes)
+    assert rows["swiglu_" + d][0] == L * passes, (d, rows["swiglu_" + d], passes)
+    assert rows["rope_" + d][0] == 2 * L * passes, (d, rows["rope_" + d], passes)
+    assert rows["rmsnorm_" + d][0] == (2 * L + 1) * passes, (d, rows["rmsnorm_" + d], passes)
+print("profile consistent:", {k: v[0] for k, v in rows.items() if k in ("matmul", "attention_fwd", "attention_bwd")},
+      "total", total)
 PY
 echo "op_profile: all checks passed"

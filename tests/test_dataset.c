@@ -721,6 +721,33 @@ int main(int argc, char **argv) {
     MPI_Barrier(MPI_COMM_WORLD);
     check_refs(p, "refB", true, false);
     MPI_Barrier(MPI_COMM_WORLD);
+    // every split in one update (--precompute-reference); a bad split anywhere
+    // leaves the file as it was
+    if (g_rank == 0) {
+        float *v[4];
+        const int64_t n[2] = {57, 40};
+        const int salt[2] = {1, 3};
+        for (int k = 0; k < 2; k++) {
+            v[2 * k] = malloc((size_t)n[k] * sizeof(float));
+            v[2 * k + 1] = malloc((size_t)n[k] * sizeof(float));
+            for (int64_t i = 0; i < n[k]; i++) {
+                v[2 * k][i] = ref_val(salt[k], i, 0);
+                v[2 * k + 1][i] = ref_val(salt[k], i, 1);
+            }
+        }
+        dataset_ref_split_t refs[2] = {{"train", v[0], v[1], 57}, {"alpha", v[2], v[3], 40}};
+        CHECK(dataset_store_references(p, refs, 2, "refC", err, sizeof err) == 0);
+        refs[1].n_pairs = 39;
+        CHECK(dataset_store_references(p, refs, 2, "refD", err, sizeof err) == -1);
+        CHECK(strstr(err, "40 pairs") != NULL);
+        char tmp[300];
+        snprintf(tmp, sizeof tmp, "%s.tmp", p);
+        CHECK(!file_exists(tmp));
+        for (int k = 0; k < 4; k++) free(v[k]);
+    }
+    MPI_Barrier(MPI_COMM_WORLD);
+    check_refs(p, "refC", true, true);
+    MPI_Barrier(MPI_COMM_WORLD);
 
     int rc = test_finish("test_dataset");
     MPI_Finalize();

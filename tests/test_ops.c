@@ -15,6 +15,10 @@
 #include "dpo/backend_profile.h"
 #include "testutil.h"
 
+#ifdef DPO_HAVE_CUDA
+#include <cuda_runtime.h>
+#endif
+
 static const dpo_backend_t *B;
 
 // ---------------------------------------------------------------- helpers ----
@@ -930,7 +934,21 @@ static void test_threads(void) {
 static void test_lookup(void) {
     CHECK(backend_by_name("cpu") == backend_cpu());
     CHECK(backend_by_name("nope") == NULL);
-    CHECK(backend_cuda_device_count() >= 0);
+    // The device count is the CUDA runtime's (0 where it reports an error: no
+    // driver, no device, CUDA_VISIBLE_DEVICES empty), and always 0 without CUDA.
+    int want = 0;
+#ifdef DPO_HAVE_CUDA
+    if (cudaGetDeviceCount(&want) != cudaSuccess) {
+        (void)cudaGetLastError();
+        want = 0;
+    }
+#endif
+    int got = backend_cuda_device_count();
+    CHECK(got == want);
+    if (got != want) fprintf(stderr, "backend_cuda_device_count() = %d, CUDA runtime: %d\n", got, want);
+    // An explicit count to compare with, e.g. from nvidia-smi: DPO_TEST_EXPECT_DEVICES=N.
+    const char *expect = getenv("DPO_TEST_EXPECT_DEVICES");
+    if (expect && *expect) CHECK(got == atoi(expect));
 }
 
 // ---------------------------------------------------- the table, profiler ----
@@ -994,11 +1012,12 @@ static void test_profile(void) {
     backend_profile_free(p2);
 }
 
-int main(void) {
+int main(int argc, char **argv) {
     B = backend_cpu();
     test_table();
     test_profile();
     test_lookup();
+    if (argc > 1 && strcmp(argv[1], "--lookup") == 0) return test_finish("test_ops --lookup");
     test_memory();
     test_matmul();
     test_elementwise();

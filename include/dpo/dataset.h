@@ -93,4 +93,17 @@ int dataset_store_reference(const char *path, const char *split_group, const flo
                             const float *ref_rejected, int64_t n_pairs, const char *reference_id,
                             char *err, size_t err_len);
 
+// The values of one split for dataset_store_references.
+typedef struct {
+    const char *split;                 // "train", a validation set's name, or "/val/<name>"
+    const float *chosen, *rejected;    // (n_pairs) each
+    int64_t n_pairs;
+} dataset_ref_split_t;
+
+// dataset_store_reference for several splits at once: one copy of the file takes
+// every split's values and is renamed over the original only when all are in.
+// Also stamps the root with reference_producer (dpo/program.h).
+int dataset_store_references(const char *path, const dataset_ref_split_t *splits, int n_splits,
+                             const char *reference_id, char *err, size_t err_len);
+
 #endif

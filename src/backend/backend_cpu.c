@@ -288,6 +288,9 @@ static size_t att_scratch(int len) { return (size_t)att_tile_rows(len) * (len > 
 // threads of their own. The OpenMP build of OpenBLAS (the one CMake prefers)
 // runs single-threaded inside an active parallel region by itself; a pthreads
 // build has to be told. Returns the thread count to restore.
+// Other BLAS libraries (MKL, LibSci, the reference BLAS) have no such controls:
+// they run serially inside a parallel region, or are serial anyway.
+#ifdef DPO_HAVE_OPENBLAS_THREADS
 static int blas_serial_begin(void) {
     if (openblas_get_parallel() == 2) return 0;   // 2 = OpenMP build
     int n = openblas_get_num_threads();
@@ -298,6 +301,10 @@ static int blas_serial_begin(void) {
 static void blas_serial_end(int n) {
     if (n > 1) openblas_set_num_threads(n);
 }
+#else
+static int blas_serial_begin(void) { return 0; }
+static void blas_serial_end(int n) { (void)n; }
+#endif
 
 // p[j] = exp(p[j] - sub), j < n, in fp32 to within 2 ulp (1.7 measured), written
 // so GCC vectorises it: libm's expf is a scalar call per score and was the largest
@@ -812,5 +819,7 @@ const dpo_backend_t *backend_cpu(void) { return &g_cpu; }
 void backend_cpu_set_threads(int n) {
     if (n <= 0) return;
     omp_set_num_threads(n);
+#ifdef DPO_HAVE_OPENBLAS_THREADS
     openblas_set_num_threads(n);
+#endif
 }

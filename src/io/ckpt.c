@@ -31,6 +31,7 @@
 
 #include "dpo/error.h"
 #include "dpo/h5util.h"
+#include "dpo/program.h"
 #include "dpo/util.h"
 
 // HDF5 tuning (doc/checkpoint-format.md, "Parallel I/O choices"): every object of
@@ -455,6 +456,7 @@ static bool optim_covers(const dpo_optim_t *opt, const dpo_model_t *model) {
 typedef struct {
     dpo_train_state_t st;
     char created[32];
+    char producer[128];   // the writing program and version (dpo/program.h)
     int64_t config_len;
 } save_hdr_t;
 
@@ -473,6 +475,7 @@ int ckpt_save(const char *dir, const dpo_mesh_t *mesh, const dpo_model_t *model,
     if (rank == 0) {
         hdr.st = *st;
         util_iso_time(hdr.created, sizeof hdr.created);
+        snprintf(hdr.producer, sizeof hdr.producer, "%s", dpo_producer());
         if (cfg) config_text = config_to_string(cfg);
         hdr.config_len = config_text ? (int64_t)strlen(config_text) : -1;
     }
@@ -529,6 +532,7 @@ int ckpt_save(const char *dir, const dpo_mesh_t *mesh, const dpo_model_t *model,
     r |= h5util_attr_write_f64(f, "metric", s->has_metric ? s->metric : NAN);
     r |= h5util_attr_write_int(f, "has_metric", H5T_STD_I32LE, s->has_metric);
     r |= h5util_attr_write_str(f, "created", hdr.created);
+    r |= h5util_attr_write_str(f, "producer", hdr.producer);
     r |= h5util_attr_write_int(f, "tp_size", H5T_STD_I32LE, mesh->tp_size);
     r |= h5util_attr_write_int(f, "dp_size", H5T_STD_I32LE, mesh->dp_size);
     if (cfg) r |= h5util_attr_write_str(f, "metric_name", cfg->metric_name);

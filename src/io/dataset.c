@@ -28,6 +28,7 @@
 
 #include "dpo/error.h"
 #include "dpo/h5util.h"
+#include "dpo/program.h"
 #include "dpo/util.h"
 
 // Elements per append block (and per chunk of an extendible dataset). 1 Mi int32
@@ -844,7 +845,8 @@ dataset_writer_t *dataset_writer_create(const char *path, const dataset_meta_t *
         h5util_attr_write_int(w->file, "vocab_size", H5T_STD_I32LE, meta->vocab_size) < 0 ||
         h5util_attr_write_str(w->file, "tokenizer", meta->tokenizer) < 0 ||
         h5util_attr_write_str(w->file, "provenance", meta->provenance) < 0 ||
-        h5util_attr_write_str(w->file, "created", created) < 0) {
+        h5util_attr_write_str(w->file, "created", created) < 0 ||
+        h5util_attr_write_str(w->file, "producer", dpo_producer()) < 0) {
         dpo_errf(err, err_len, "%s: cannot write root attributes (%s)", w->tmp, h5util_reason());
         dataset_writer_abort(w);
         return NULL;
@@ -1078,36 +1080,95 @@ static int drop_refs(hid_t file, const char *gpath) {
     return rc;
 }
 
-int dataset_store_reference(const char *path, const char *split_group, const float *ref_chosen,
-                            const float *ref_rejected, int64_t n_pairs, const char *reference_id,
-                            char *err, size_t err_len) {
-    h5util_quiet();
-    char gpath[DATASET_NAME_MAX + 16];
+// "train", a validation set's name or a group path -> the split's group path.
+static int ref_group_path(const char *path, const char *split_group, char *gpath, size_t n,
+                          char *err, size_t err_len) {
     if (!split_group || !split_group[0] || strlen(split_group) >= DATASET_NAME_MAX) {
         dpo_errf(err, err_len, "%s: bad split name \"%s\"", path, split_group ? split_group : "");
         return -1;
     }
     if (split_group[0] == '/')
-        snprintf(gpath, sizeof gpath, "%s", split_group);
+        snprintf(gpath, n, "%s", split_group);
     else if (strcmp(split_group, "train") == 0)
-        snprintf(gpath, sizeof gpath, "/train");
+        snprintf(gpath, n, "/train");
     else
-        snprintf(gpath, sizeof gpath, "/val/%s", split_group);
+        snprintf(gpath, n, "/val/%s", split_group);
+    return 0;
+}
+
+// Writes one split's values into the open copy f.
+static int store_split_ref(hid_t f, const char *path, const char *gpath, const dataset_ref_split_t *r,
+                           const char *reference_id, char *err, size_t err_len) {
+    hid_t g;
+    if (H5Lexists(f, gpath + 1, H5P_DEFAULT) <= 0 || (g = H5Gopen2(f, gpath, H5P_DEFAULT)) < 0) {
+        dpo_errf(err, err_len, "%s: %s: no such split", path, gpath);
+        return -1;
+    }
+    int rc = -1;
+    hid_t d = H5Dopen2(g, "chosen_completion_start", H5P_DEFAULT);
+    hid_t sp = d >= 0 ? H5Dget_space(d) : H5I_INVALID_HID;
+    hsize_t dim = 0;
+    if (sp >= 0) H5Sget_simple_extent_dims(sp, &dim, NULL);
+    if (sp >= 0) H5Sclose(sp);
+    if (d >= 0) H5Dclose(d);
+    if (d < 0 || (int64_t)dim != r->n_pairs) {
+        dpo_errf(err, err_len, "%s: %s: holds %lld pairs but %lld reference values were given",
+                 path, gpath, (long long)dim, (long long)r->n_pairs);
+    } else if (write_ref(g, "reference_logps_chosen", r->chosen, r->n_pairs) < 0 ||
+               write_ref(g, "reference_logps_rejected", r->rejected, r->n_pairs) < 0 ||
+               h5util_attr_write_str(g, "reference_model", reference_id) < 0) {
+        dpo_errf(err, err_len, "%s: %s: cannot write reference log-probs (%s)", path, gpath,
+                 h5util_reason());
+    } else {
+        rc = 0;
+    }
+    H5Gclose(g);
+    return rc;
+}
+
+int dataset_store_reference(const char *path, const char *split_group, const float *ref_chosen,
+                            const float *ref_rejected, int64_t n_pairs, const char *reference_id,
+                            char *err, size_t err_len) {
+    const dataset_ref_split_t one = {split_group, ref_chosen, ref_rejected, n_pairs};
+    return dataset_store_references(path, &one, 1, reference_id, err, err_len);
+}
+
+int dataset_store_references(const char *path, const dataset_ref_split_t *splits, int n_splits,
+                             const char *reference_id, char *err, size_t err_len) {
+    h5util_quiet();
+    if (n_splits < 1) {
+        dpo_errf(err, err_len, "%s: no split to store reference log-probs for", path);
+        return -1;
+    }
+    char (*gpath)[DATASET_NAME_MAX + 16] = xcalloc((size_t)n_splits, sizeof *gpath, "split groups");
     if (!reference_id) reference_id = "";
-    for (int64_t i = 0; i < n_pairs; i++) {
-        if (!isfinite(ref_chosen[i]) || !isfinite(ref_rejected[i])) {
-            dpo_errf(err, err_len, "%s: %s: reference log-prob of pair %lld is not finite", path, gpath,
-                 (long long)i);
+    for (int k = 0; k < n_splits; k++) {
+        const dataset_ref_split_t *r = &splits[k];
+        if (ref_group_path(path, r->split, gpath[k], sizeof gpath[k], err, err_len) < 0) {
+            free(gpath);
             return -1;
+        }
+        for (int64_t i = 0; i < r->n_pairs; i++) {
+            if (!isfinite(r->chosen[i]) || !isfinite(r->rejected[i])) {
+                dpo_errf(err, err_len, "%s: %s: reference log-prob of pair %lld is not finite", path,
+                         gpath[k], (long long)i);
+                free(gpath);
+                return -1;
+            }
         }
     }
     if (H5Fis_hdf5(path) <= 0) {
         dpo_errf(err, err_len, "%s: not an HDF5 file (or missing)", path);
+        free(gpath);
         return -1;
     }
+    // One copy for all the splits, renamed over the original once every split is in.
     char tmp[1100];
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    if (copy_file(path, tmp, err, err_len) < 0) return -1;
+    if (copy_file(path, tmp, err, err_len) < 0) {
+        free(gpath);
+        return -1;
+    }
 
     hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
     H5Pset_libver_bounds(fapl, H5F_LIBVER_V18, H5F_LIBVER_LATEST);
@@ -1116,30 +1177,18 @@ int dataset_store_reference(const char *path, const char *split_group, const flo
     if (f < 0) {
         dpo_errf(err, err_len, "%s: cannot open the copy %s (%s)", path, tmp, h5util_reason());
         unlink(tmp);
+        free(gpath);
         return -1;
     }
     int rc = -1;
-    hid_t g = H5I_INVALID_HID;
     char fmt[128];
     if (h5util_attr_read_str(f, "format", fmt, sizeof fmt) != 0 || strcmp(fmt, DATASET_FORMAT_NAME)) {
         dpo_errf(err, err_len, "%s: not a dpo_hpc preference dataset (attribute format)", path);
         goto done;
     }
-    if (H5Lexists(f, gpath + 1, H5P_DEFAULT) <= 0 ||
-        (g = H5Gopen2(f, gpath, H5P_DEFAULT)) < 0) {
-        dpo_errf(err, err_len, "%s: %s: no such split", path, gpath);
-        goto done;
-    }
-    {
-        hid_t d = H5Dopen2(g, "chosen_completion_start", H5P_DEFAULT);
-        hid_t sp = d >= 0 ? H5Dget_space(d) : H5I_INVALID_HID;
-        hsize_t dim = 0;
-        if (sp >= 0) H5Sget_simple_extent_dims(sp, &dim, NULL);
-        if (sp >= 0) H5Sclose(sp);
-        if (d >= 0) H5Dclose(d);
-        if (d < 0 || (int64_t)dim != n_pairs) {
-            dpo_errf(err, err_len, "%s: %s: holds %lld pairs but %lld reference values were given",
-                 path, gpath, (long long)dim, (long long)n_pairs);
+    for (int k = 0; k < n_splits; k++) {
+        if (H5Lexists(f, gpath[k] + 1, H5P_DEFAULT) <= 0) {
+            dpo_errf(err, err_len, "%s: %s: no such split", path, gpath[k]);
             goto done;
         }
     }
@@ -1155,11 +1204,16 @@ int dataset_store_reference(const char *path, const char *split_group, const flo
                 H5Gclose(vg);
             }
         }
-        int bad = strcmp(gpath, "/train") != 0 && drop_refs(f, "/train") < 0;
-        for (int i = 0; i < names.n; i++) {
+        int bad = 0;
+        for (int i = -1; i < names.n; i++) {
             char other[DATASET_NAME_MAX + 16];
-            snprintf(other, sizeof other, "/val/%s", names.names[i]);
-            if (strcmp(other, gpath) != 0 && drop_refs(f, other) < 0) bad = 1;
+            if (i < 0)
+                snprintf(other, sizeof other, "/train");
+            else
+                snprintf(other, sizeof other, "/val/%s", names.names[i]);
+            bool stored = false;
+            for (int k = 0; k < n_splits; k++) stored = stored || strcmp(other, gpath[k]) == 0;
+            if (!stored && drop_refs(f, other) < 0) bad = 1;
         }
         free_names(&names);
         if (bad) {
@@ -1168,17 +1222,16 @@ int dataset_store_reference(const char *path, const char *split_group, const flo
             goto done;
         }
     }
-    if (write_ref(g, "reference_logps_chosen", ref_chosen, n_pairs) < 0 ||
-        write_ref(g, "reference_logps_rejected", ref_rejected, n_pairs) < 0 ||
-        h5util_attr_write_str(g, "reference_model", reference_id) < 0 ||
-        h5util_attr_write_str(f, "reference_model", reference_id) < 0) {
-        dpo_errf(err, err_len, "%s: %s: cannot write reference log-probs (%s)", path, gpath,
-             h5util_reason());
+    for (int k = 0; k < n_splits; k++)
+        if (store_split_ref(f, path, gpath[k], &splits[k], reference_id, err, err_len) < 0) goto done;
+    if (h5util_attr_write_str(f, "reference_model", reference_id) < 0 ||
+        h5util_attr_write_str(f, "reference_producer", dpo_producer()) < 0) {
+        dpo_errf(err, err_len, "%s: cannot write the reference attributes (%s)", path, h5util_reason());
         goto done;
     }
     rc = 0;
 done:
-    if (g >= 0) H5Gclose(g);
+    free(gpath);
     if (H5Fclose(f) < 0 && rc == 0) {
         dpo_errf(err, err_len, "%s: closing %s failed (%s)", path, tmp, h5util_reason());
         rc = -1;

@@ -24,6 +24,7 @@
 #include "dpo/hf_model.h"
 #include "dpo/mesh.h"
 #include "dpo/model.h"
+#include "dpo/program.h"
 #include "dpo/safetensors.h"
 #include "dpo/tokenizer.h"
 #include "dpo/util.h"
@@ -41,6 +42,7 @@ static void usage(FILE *f) {
     fprintf(f,
             "usage: dpo_convert hf2h5 HF_DIR OUT.h5\n"
             "       dpo_convert h52hf CKPT.h5 OUT_DIR [--dtype bf16|fp32] [--max-shard-size BYTES]\n"
+            "       dpo_convert --help | --version\n"
             "Converts between Hugging Face model folders and dpo_hpc checkpoints "
             "(doc/hf-interop.md).\n");
 }
@@ -446,6 +448,11 @@ static int h52hf(const char *ckpt, const char *out, st_dtype_t dt, uint64_t max_
 int main(int argc, char **argv) {
     MPI_Init(&argc, &argv);
     log_set_program("dpo_convert");
+    dpo_program_set("dpo_convert");
+    if (argc >= 2 && dpo_version_option(argv[1], true)) {
+        MPI_Finalize();
+        return 0;
+    }
     if (argc >= 2 && (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0)) {
         usage(stdout);
         MPI_Finalize();

@@ -30,6 +30,7 @@
 
 #include "dpo/dataset.h"
 #include "dpo/error.h"
+#include "dpo/program.h"
 #include "dpo/rng.h"
 #include "dpo/util.h"
 
@@ -65,7 +66,7 @@ static void usage(FILE *f) {
             "  --digits fixed|natural  fixed (default): operands zero-padded to the width of K\n"
             "                        and the sum to one digit more (07+45=052), so each answer\n"
             "                        digit sits at a fixed distance from its operand digits\n"
-            "  --help                this text\n",
+            "  --help, --version     this text; the program's version\n",
             (long long)MAX_OPERAND_LIMIT);
 }
 
@@ -99,6 +100,7 @@ static void parse_args(int argc, char **argv, opts_t *o) {
             usage(stdout);
             exit(0);
         }
+        if (dpo_version_option(a, true)) exit(0);
         if (strncmp(a, "--", 2) != 0) bad_usage("unexpected argument \"%s\"", a);
         char key[64], *val;
         int rc = util_option(argc, argv, &i, key, sizeof key, &val);
@@ -439,6 +441,7 @@ static double now_sec(void) {
 
 int main(int argc, char **argv) {
     opts_t o;
+    dpo_program_set("dpo_demo_data");
     parse_args(argc, argv, &o);
     double t0 = now_sec();
     int64_t K = o.max_operand;

@@ -13,6 +13,7 @@
 #include "dpo/error.h"
 #include "dpo/generate_run.h"
 #include "dpo/mesh.h"
+#include "dpo/program.h"
 #include "dpo/trainer.h"
 
 #ifdef DPO_HAVE_CUDA
@@ -20,8 +21,6 @@
 
 #include "dpo/backend_cuda.h"
 #endif
-
-#define DPO_VERSION "0.1.0"
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -159,6 +158,7 @@ static const dpo_backend_t *open_cuda(const dpo_config_t *cfg, dpo_mesh_t *mesh,
 
 int main(int argc, char **argv) {
     MPI_Init(&argc, &argv);
+    dpo_program_set("dpo_hpc");
     int rank, world;
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     MPI_Comm_size(MPI_COMM_WORLD, &world);
@@ -218,8 +218,7 @@ int main(int argc, char **argv) {
             if (rank == 0) usage(stdout);
             MPI_Finalize();
             return 0;
-        } else if (strcmp(argv[argi], "--version") == 0) {
-            if (rank == 0) printf("dpo_hpc %s\n", DPO_VERSION);
+        } else if (dpo_version_option(argv[argi], rank == 0)) {
             MPI_Finalize();
             return 0;
         } else {
@@ -264,7 +263,7 @@ int main(int argc, char **argv) {
     int threads = threads_per_rank(&cfg, &mesh);
     backend_cpu_set_threads(threads);
 
-    log_info("dpo_hpc %s: %d rank(s) = %d tensor-parallel x %d data-parallel, backend %s", DPO_VERSION,
+    log_info("%s: %d rank(s) = %d tensor-parallel x %d data-parallel, backend %s", dpo_producer(),
              world, mesh.tp_size, mesh.dp_size, cfg.backend);
     // Device binding: one device per node-local rank (a GPU, or a share of the node's cores).
     bool cuda = strcmp(cfg.backend, "cuda") == 0;

@@ -15,6 +15,7 @@
 #include "dpo/error.h"
 #include "dpo/jsonl.h"
 #include "dpo/pairs.h"
+#include "dpo/program.h"
 
 #define MAX_SHOWN 5  // malformed rollouts reported one by one under --skip-invalid
 
@@ -43,7 +44,7 @@ static void usage(FILE *f) {
             "                          list of input messages up to and including it\n"
             "  --skip-invalid          skip malformed rollouts (counted, the first %d reported)\n"
             "                          instead of stopping at the first one\n"
-            "  --help                  this text\n"
+            "  --help, --version       this text; the program's version\n"
             "Options also take the form --opt=value, and '-' and '_' are the same in their\n"
             "names (--min-gap = --min_gap). Exit status: 0 done (also when no pair is made),\n"
             "1 bad input or I/O error, 2 bad usage.\n",
@@ -98,6 +99,7 @@ static void parse_args(int argc, char **argv, opts_t *o) {
             usage(stdout);
             exit(0);
         }
+        if (dpo_version_option(a, true)) exit(0);
         if (strncmp(a, "--", 2) != 0 || !a[2]) bad_usage("unexpected argument \"%s\"", a);
         char key[64];
         const char *eq = strchr(a, '='), *val = NULL;
@@ -348,6 +350,7 @@ static int load(const opts_t *o, rollouts_t *rs, size_t *n_bad) {
 
 int main(int argc, char **argv) {
     opts_t o;
+    dpo_program_set("dpo_pairs");
     parse_args(argc, argv, &o);
 
     struct sigaction sa;

@@ -17,6 +17,7 @@
 #include "dpo/dataset.h"
 #include "dpo/error.h"
 #include "dpo/prep.h"
+#include "dpo/program.h"
 #include "dpo/tokenize_cli.h"
 #include "dpo/tokenizer.h"
 #include "dpo/util.h"
@@ -63,7 +64,7 @@ static void usage(FILE *f) {
             "  --report-invalid N     how many skipped records to describe (default 5)\n"
             "  --progress SECONDS     progress line interval on stderr (default 5; 0 = off)\n"
             "  --force                replace an existing output file\n"
-            "  --help                 this text\n");
+            "  --help, --version      this text; the program's version\n");
 }
 
 DPO_NORETURN static void bad_usage(const char *fmt, const char *arg) {
@@ -136,6 +137,7 @@ static void parse_args(int argc, char **argv, cli_t *c) {
             usage(stdout);
             exit(0);
         }
+        if (dpo_version_option(a, true)) exit(0);
         if (strncmp(a, "--", 2) != 0) bad_usage("unexpected argument \"%s\"", a);
         if (strcmp(a, "--skip-invalid") == 0) {
             c->o.skip_invalid = true;
@@ -193,6 +195,7 @@ static void provenance(const cli_t *c, const char *picked, char *buf, size_t n) 
 
 int main(int argc, char **argv) {
     log_set_program("dpo_prep");
+    dpo_program_set("dpo_prep");
     if (argc > 1 && strcmp(argv[1], "tokenize") == 0) return tokenize_cli_main(argc - 1, argv + 1);
     cli_t c;
     parse_args(argc, argv, &c);

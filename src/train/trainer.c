@@ -761,10 +761,13 @@ int trainer_precompute_reference(const dpo_config_t *cfg, const dpo_mesh_t *mesh
     trainer_teardown(&t);
     int ok = 1;
     if (mesh->world_rank == 0) {
-        for (int i = 0; i < n_splits && ok; i++)
-            if (dataset_store_reference(cfg->dataset_path, groups[i], vals[2 * i], vals[2 * i + 1],
-                                        counts[i], t.ref_identity, err, sizeof err) != 0)
-                ok = 0;
+        // Every split into one copy of the file, renamed over it at the end.
+        dataset_ref_split_t *refs = xcalloc((size_t)n_splits, sizeof *refs, "reference splits");
+        for (int i = 0; i < n_splits; i++)
+            refs[i] = (dataset_ref_split_t){groups[i], vals[2 * i], vals[2 * i + 1], counts[i]};
+        ok = dataset_store_references(cfg->dataset_path, refs, n_splits, t.ref_identity, err,
+                                      sizeof err) == 0;
+        free(refs);
         if (ok) log_info("stored reference log-probs in %s", cfg->dataset_path);
     }
     ok = comm_all_ok(mesh, GROUP_WORLD, ok);
