@@ -265,9 +265,10 @@ int generate_main(const dpo_config_t *cfg, const dpo_mesh_t *mesh, const gen_run
         if (len[i] > longest) longest = len[i];
     }
 
-    const dpo_backend_t *be = backend_by_name(cfg->backend);
+    const dpo_backend_t *be = backend_by_name(backend_kind_name(cfg->backend));
     if (!be) dpo_fatal_all("cluster.backend = \"%s\" is not available (\"cuda\" needs the "
-                           "CUDA backend opened at start-up, as dpo_hpc does)", cfg->backend);
+                           "CUDA backend opened at start-up, as dpo_hpc does)",
+                           backend_kind_name(cfg->backend));
     dpo_model_t m;
     int max_tokens = longest < 4096 ? longest : 4096;
     if (model_init(&m, be, mesh, &mc, false, max_tokens, cfg->logprob_chunk_size, err,
