@@ -694,6 +694,36 @@ static void test_doc(void) {
         }
         line = nl ? nl + 1 : NULL;
     }
+    // the key table itself: every row has a doc line and a row in doc/config.md, and
+    // the listing names every key
+    free(doc);  // (the loop above split it into lines)
+    doc = read_all(DPO_SOURCE_DIR "/doc/config.md");
+    CHECK(doc != NULL);
+    if (!doc) return;
+    CHECK(config_key_count() == keys->n);
+    char *listing = NULL;
+    size_t listing_len = 0;
+    FILE *lf = open_memstream(&listing, &listing_len);
+    CHECK(lf != NULL);
+    if (lf) {
+        config_write_keys(lf);
+        fclose(lf);
+    }
+    for (int i = 0; i < config_key_count(); i++) {
+        const char *name = config_key_name(i);
+        char needle[160];
+        snprintf(needle, sizeof needle, "| `%s`", name);
+        if (!strstr(doc, needle))
+            test_fail(__FILE__, __LINE__, "doc/config.md has no table row for %s", name);
+        if (!config_key_doc(i) || !config_key_doc(i)[0])
+            test_fail(__FILE__, __LINE__, "key %s has no doc line", name);
+        if (!pathset_has(keys, name))
+            test_fail(__FILE__, __LINE__, "key %s is not written by config_write_cfg", name);
+        snprintf(needle, sizeof needle, "%s (", name);
+        if (!listing || !strstr(listing, needle))
+            test_fail(__FILE__, __LINE__, "config_write_keys does not list %s", name);
+    }
+    free(listing);
     free(keys);
     free(s);
     free(doc);
@@ -731,6 +761,22 @@ static int run_bcast(bool fail) {
     }
     CHECK(c.optim.lr == 3e-4f && c.seed == 99);
     CHECK(c.model.hidden_size == 96 && c.loss.n_loss_types == 4);
+    // a non-default value of every type arrived: every key of ALL_KEYS, enums included
+    dpo_config_t as_file = c;  // the two keys the overrides changed, as in ALL_KEYS
+    as_file.optim.lr = 2e-5f;
+    as_file.seed = 1234567;
+    check_all_keys(&as_file);
+    // and rank 0's configuration text, written on each rank, is the same everywhere
+    char *mine = config_to_string(&c);
+    CHECK(mine != NULL);
+    long long len = mine ? (long long)strlen(mine) + 1 : 0;
+    MPI_Bcast(&len, 1, MPI_LONG_LONG, 0, MPI_COMM_WORLD);
+    char *root_text = calloc((size_t)len + 1, 1);
+    if (rank == 0 && mine) memcpy(root_text, mine, (size_t)len);
+    MPI_Bcast(root_text, (int)len, MPI_CHAR, 0, MPI_COMM_WORLD);
+    CHECK(mine && strcmp(mine, root_text) == 0);
+    free(root_text);
+    free(mine);
     // every byte equals rank 0's
     dpo_config_t root = c;
     MPI_Bcast(&root, (int)sizeof root, MPI_BYTE, 0, MPI_COMM_WORLD);
