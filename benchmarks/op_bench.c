@@ -132,7 +132,7 @@ static void from_config(opts_t *o, const char *path) {
     o->accum = cfg.train_global_batch_size / cfg.train_micro_batch_size;
     o->chunk = cfg.logprob_chunk_size;
     o->threads = cfg.num_threads;
-    o->backend = strcmp(cfg.backend, "cuda") == 0 ? "cuda" : "cpu";
+    o->backend = cfg.backend == DPO_BACKEND_CUDA ? "cuda" : "cpu";
     if (m->head_dim && m->head_dim * m->num_attention_heads != m->hidden_size)
         fprintf(stderr, "dpo_op_bench: note: head_dim %d != hidden/heads; benchmarking "
                         "hidden/heads\n",

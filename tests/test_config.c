@@ -220,11 +220,11 @@ static void test_defaults(void) {
     CHECK(d.model.num_key_value_heads == 2 && d.model.head_dim == 0);
     CHECK(d.model.intermediate_size == 176 && d.zero_stage == 1 && !d.activation_checkpointing);
     CHECK(d.train_global_batch_size == 32 && d.train_micro_batch_size == 4);
-    CHECK(d.lr == 5e-6f && d.beta1 == 0.9f && d.beta2 == 0.98f && d.weight_decay == 0.1f);
-    CHECK(d.beta == 0.1f && d.n_loss_types == 1 && d.loss_type[0] == LOSS_SIGMOID);
-    CHECK(d.loss_weights[0] == 1.0f && d.seed == 42 && d.max_num_epochs == 1);
-    CHECK(strcmp(d.backend, "cpu") == 0 && strcmp(d.log_dir, "results") == 0);
-    CHECK(strcmp(d.matmul_precision, "bf16") == 0);
+    CHECK(d.optim.lr == 5e-6f && d.optim.beta1 == 0.9f && d.optim.beta2 == 0.98f && d.optim.weight_decay == 0.1f);
+    CHECK(d.loss.beta == 0.1f && d.loss.n_loss_types == 1 && d.loss.loss_type[0] == DPO_LOSS_SIGMOID);
+    CHECK(d.loss.loss_weights[0] == 1.0f && d.seed == 42 && d.max_num_epochs == 1);
+    CHECK(d.backend == DPO_BACKEND_CPU && strcmp(d.log_dir, "results") == 0);
+    CHECK(d.matmul_precision == DPO_CFG_MATMUL_BF16);
     CHECK(strcmp(d.checkpoint_dir, "results/checkpoints") == 0 && d.save_period == 50);
     CHECK(d.shuffle && d.val_at_start && !d.ckpt_enabled);
 
@@ -261,31 +261,31 @@ static void check_all_keys(const dpo_config_t *c) {
           c->gen_top_k == 20);
     CHECK(c->train_global_batch_size == 64 && c->train_micro_batch_size == 8);
     CHECK(c->max_total_sequence_length == 1024 && c->logprob_chunk_size == 128);
-    CHECK(c->max_grad_norm == 0.5f && c->tensor_parallel_size == 2 && c->zero_stage == 0);
+    CHECK(c->optim.max_grad_norm == 0.5f && c->tensor_parallel_size == 2 && c->zero_stage == 0);
     CHECK(c->activation_checkpointing);
-    CHECK(c->lr == 2e-5f && c->weight_decay == 0.01f && c->adam_eps == 1e-6f);
-    CHECK(c->beta1 == 0.8f && c->beta2 == 0.95f);
-    CHECK(c->sched_type == SCHED_COSINE && c->warmup_steps == 10 && c->min_lr_ratio == 0.1f);
+    CHECK(c->optim.lr == 2e-5f && c->optim.weight_decay == 0.01f && c->optim.adam_eps == 1e-6f);
+    CHECK(c->optim.beta1 == 0.8f && c->optim.beta2 == 0.95f);
+    CHECK(c->optim.sched_type == DPO_SCHED_COSINE && c->optim.warmup_steps == 10 && c->optim.min_lr_ratio == 0.1f);
     CHECK(c->max_num_steps == 100 && c->max_num_epochs == 3 && c->val_period == 10);
     CHECK(!c->val_at_start && c->val_global_batch_size == 16 && c->val_max_pairs == 64);
     CHECK(c->val_micro_batch_size == 8);
-    CHECK(c->beta == 0.05f && c->preference_loss_weight == 0.5f && c->sft_loss_weight == 0.2f);
-    CHECK(c->preference_average_log_probs && c->sft_average_log_probs);
-    CHECK(c->n_loss_types == 4 && c->loss_type[0] == LOSS_SIGMOID && c->loss_type[1] == LOSS_IPO);
-    CHECK(c->loss_type[2] == LOSS_HINGE && c->loss_type[3] == LOSS_ROBUST);
-    CHECK(c->loss_weights[0] == 1.0f && c->loss_weights[1] == 0.5f);
-    CHECK(c->loss_weights[2] == 0.25f && c->loss_weights[3] == 2.0f && c->loss_weights[4] == 0.0f);
-    CHECK(c->label_smoothing == 0.1f && !c->reference_free);
+    CHECK(c->loss.beta == 0.05f && c->loss.preference_loss_weight == 0.5f && c->loss.sft_loss_weight == 0.2f);
+    CHECK(c->loss.preference_average_log_probs && c->loss.sft_average_log_probs);
+    CHECK(c->loss.n_loss_types == 4 && c->loss.loss_type[0] == DPO_LOSS_SIGMOID && c->loss.loss_type[1] == DPO_LOSS_IPO);
+    CHECK(c->loss.loss_type[2] == DPO_LOSS_HINGE && c->loss.loss_type[3] == DPO_LOSS_ROBUST);
+    CHECK(c->loss.loss_weights[0] == 1.0f && c->loss.loss_weights[1] == 0.5f);
+    CHECK(c->loss.loss_weights[2] == 0.25f && c->loss.loss_weights[3] == 2.0f && c->loss.loss_weights[4] == 0.0f);
+    CHECK(c->loss.label_smoothing == 0.1f && !c->loss.reference_free);
     CHECK(strcmp(c->reference_model, "ref.h5") == 0 && !c->precomputed_reference_logprobs);
     CHECK(c->seed == 1234567);
-    CHECK(strcmp(c->nonfinite_policy, "skip") == 0 && c->max_skipped_steps == 3);
+    CHECK(c->nonfinite_policy == DPO_NONFINITE_SKIP && c->max_skipped_steps == 3);
     CHECK(strcmp(c->dataset_path, "data/pairs.h5") == 0 && !c->shuffle);
     CHECK(c->ckpt_enabled && strcmp(c->checkpoint_dir, "ckpt") == 0 && c->save_period == 5);
     CHECK(c->keep_top_k == 2 && strcmp(c->metric_name, "val:heldout/accuracy") == 0);
     CHECK(c->higher_is_better && c->resume);
     CHECK(strcmp(c->log_dir, "out/logs") == 0);
-    CHECK(strcmp(c->backend, "cpu") == 0 && c->num_threads == 4);
-    CHECK(strcmp(c->matmul_precision, "tf32") == 0);
+    CHECK(c->backend == DPO_BACKEND_CPU && c->num_threads == 4);
+    CHECK(c->matmul_precision == DPO_CFG_MATMUL_TF32);
 }
 
 static void test_every_key(void) {
@@ -312,12 +312,12 @@ static void test_every_key(void) {
 
     // keys the all-keys file cannot set to non-defaults together
     const char *ov1[] = {"dpo.reference_free=true"};
-    CHECK(load_text(&c, MINIMAL, 1, ov1, err, sizeof err) == 0 && c.reference_free);
+    CHECK(load_text(&c, MINIMAL, 1, ov1, err, sizeof err) == 0 && c.loss.reference_free);
     const char *ov2[] = {"dpo.precomputed_reference_logprobs=true"};
     CHECK(load_text(&c, MINIMAL, 1, ov2, err, sizeof err) == 0 && c.precomputed_reference_logprobs);
     const char *ov3[] = {"policy.scheduler.type=linear", "policy.model.head_dim=0"};
     CHECK(load_text(&c, MINIMAL, 2, ov3, err, sizeof err) == 0);
-    CHECK(c.sched_type == SCHED_LINEAR && c.model.head_dim == 16);
+    CHECK(c.optim.sched_type == DPO_SCHED_LINEAR && c.model.head_dim == 16);
     free(s);
     free(written);
     free(file);
@@ -351,36 +351,36 @@ static void test_overrides(void) {
                    n, ov, err, sizeof err);
     CHECK(rc == 0);
     if (rc) fprintf(stderr, "  %s\n", err);
-    CHECK(c.lr == 2e-4f);
+    CHECK(c.optim.lr == 2e-4f);
     CHECK(c.model.hidden_size == 128 && c.model.num_attention_heads == 8 && c.model.head_dim == 16);
-    CHECK(!c.val_at_start && c.shuffle && c.sft_loss_weight == 1.0f);
+    CHECK(!c.val_at_start && c.shuffle && c.loss.sft_loss_weight == 1.0f);
     CHECK(strcmp(c.log_dir, "my dir/with \"quote\"") == 0);
     CHECK(strcmp(c.checkpoint_dir, "single quoted") == 0);
     CHECK(strcmp(c.dataset_path, "override.h5") == 0);
-    CHECK(c.n_loss_types == 2 && c.loss_type[0] == LOSS_SIGMOID && c.loss_type[1] == LOSS_IPO);
-    CHECK(c.loss_weights[0] == 1.0f && c.loss_weights[1] == 0.5f);
-    CHECK(c.beta1 == 0.85f && c.beta2 == 0.9f);
+    CHECK(c.loss.n_loss_types == 2 && c.loss.loss_type[0] == DPO_LOSS_SIGMOID && c.loss.loss_type[1] == DPO_LOSS_IPO);
+    CHECK(c.loss.loss_weights[0] == 1.0f && c.loss.loss_weights[1] == 0.5f);
+    CHECK(c.optim.beta1 == 0.85f && c.optim.beta2 == 0.9f);
     CHECK(c.seed == 18446744073709551615ULL);
-    CHECK(c.sched_type == SCHED_COSINE);
+    CHECK(c.optim.sched_type == DPO_SCHED_COSINE);
 
     // list forms of dpo.loss_type; weights default to 1 each
     const char *forms[] = {"dpo.loss_type=[\"hinge\",\"robust\"]", "dpo.loss_type=[hinge, robust]",
                            "dpo.loss_type=(\"hinge\", 'robust')", "dpo.loss_type= hinge , robust "};
     for (int i = 0; i < 4; i++) {
         CHECK(load_text(&c, MINIMAL, 1, &forms[i], err, sizeof err) == 0);
-        CHECK(c.n_loss_types == 2 && c.loss_type[0] == LOSS_HINGE && c.loss_type[1] == LOSS_ROBUST);
-        CHECK(c.loss_weights[0] == 1.0f && c.loss_weights[1] == 1.0f && c.loss_weights[2] == 0.0f);
+        CHECK(c.loss.n_loss_types == 2 && c.loss.loss_type[0] == DPO_LOSS_HINGE && c.loss.loss_type[1] == DPO_LOSS_ROBUST);
+        CHECK(c.loss.loss_weights[0] == 1.0f && c.loss.loss_weights[1] == 1.0f && c.loss.loss_weights[2] == 0.0f);
     }
     const char *single[] = {"dpo.loss_type=ipo"};
     CHECK(load_text(&c, MINIMAL, 1, single, err, sizeof err) == 0);
-    CHECK(c.n_loss_types == 1 && c.loss_type[0] == LOSS_IPO);
+    CHECK(c.loss.n_loss_types == 1 && c.loss.loss_type[0] == DPO_LOSS_IPO);
     // in the file: a plain string is a list of one
     CHECK(load_text(&c, MINIMAL "dpo = { loss_type = \"robust\"; };\n", 0, NULL, err, sizeof err) == 0);
-    CHECK(c.n_loss_types == 1 && c.loss_type[0] == LOSS_ROBUST && c.loss_weights[0] == 1.0f);
+    CHECK(c.loss.n_loss_types == 1 && c.loss.loss_type[0] == DPO_LOSS_ROBUST && c.loss.loss_weights[0] == 1.0f);
     // arrays in the file
     CHECK(load_text(&c, MINIMAL "dpo = { loss_type = [\"sigmoid\", \"hinge\"]; loss_weights = [0.5, 1.5]; };\n",
                     0, NULL, err, sizeof err) == 0);
-    CHECK(c.n_loss_types == 2 && c.loss_weights[1] == 1.5f);
+    CHECK(c.loss.n_loss_types == 2 && c.loss.loss_weights[1] == 1.5f);
 
     // a seed past 32 bits from the file, with and without the L suffix
     CHECK(load_text(&c, MINIMAL "dpo = { seed = 5000000000; };\n", 0, NULL, err, sizeof err) == 0);
@@ -571,7 +571,7 @@ static void test_errors(void) {
                                        "\"fp32\"; };\n", 0, NULL, err, sizeof err);
         CHECK(rc == 0);
         if (rc) fprintf(stderr, "  %s\n", err);
-        CHECK(rc == 0 && strcmp(c.backend, "cuda") == 0 && strcmp(c.matmul_precision, "fp32") == 0);
+        CHECK(rc == 0 && c.backend == DPO_BACKEND_CUDA && c.matmul_precision == DPO_CFG_MATMUL_FP32);
     }
 #else
     EXPECT_ERROR(MINIMAL "cluster = { backend = \"cuda\"; };\n", 0, NULL, "cluster.backend",
@@ -609,11 +609,11 @@ static void test_errors(void) {
         CHECK(config_validate(&c, err, sizeof err) == -1);
         CHECK(strstr(err, "policy.train_micro_batch_size: must divide") == err);
         CHECK(load_text(&c, MINIMAL, 0, NULL, err, sizeof err) == 0);
-        c.label_smoothing = NAN;
+        c.loss.label_smoothing = NAN;
         CHECK(config_validate(&c, err, sizeof err) == -1);
         CHECK(strstr(err, "dpo.label_smoothing") != NULL);
         CHECK(load_text(&c, MINIMAL, 0, NULL, err, sizeof err) == 0);
-        c.n_loss_types = 0;
+        c.loss.n_loss_types = 0;
         CHECK(config_validate(&c, err, sizeof err) == -1 && strstr(err, "dpo.loss_type"));
         CHECK(load_text(&c, MINIMAL, 0, NULL, err, sizeof err) == 0);
         memset(c.log_dir, 'x', sizeof c.log_dir);
@@ -655,11 +655,11 @@ static void test_include(void) {
 }
 
 static void test_names(void) {
-    CHECK(strcmp(loss_type_name(LOSS_SIGMOID), "sigmoid") == 0);
-    CHECK(strcmp(loss_type_name(LOSS_IPO), "ipo") == 0);
-    CHECK(strcmp(loss_type_name(LOSS_HINGE), "hinge") == 0);
-    CHECK(strcmp(loss_type_name(LOSS_ROBUST), "robust") == 0);
-    CHECK(strcmp(loss_type_name(LOSS_TYPE_COUNT), "unknown") == 0);
+    CHECK(strcmp(loss_type_name(DPO_LOSS_SIGMOID), "sigmoid") == 0);
+    CHECK(strcmp(loss_type_name(DPO_LOSS_IPO), "ipo") == 0);
+    CHECK(strcmp(loss_type_name(DPO_LOSS_HINGE), "hinge") == 0);
+    CHECK(strcmp(loss_type_name(DPO_LOSS_ROBUST), "robust") == 0);
+    CHECK(strcmp(loss_type_name(DPO_LOSS_TYPE_COUNT), "unknown") == 0);
 }
 
 // doc/config.md documents every key, and every key its tables name exists.
@@ -694,6 +694,36 @@ static void test_doc(void) {
         }
         line = nl ? nl + 1 : NULL;
     }
+    // the key table itself: every row has a doc line and a row in doc/config.md, and
+    // the listing names every key
+    free(doc);  // (the loop above split it into lines)
+    doc = read_all(DPO_SOURCE_DIR "/doc/config.md");
+    CHECK(doc != NULL);
+    if (!doc) return;
+    CHECK(config_key_count() == keys->n);
+    char *listing = NULL;
+    size_t listing_len = 0;
+    FILE *lf = open_memstream(&listing, &listing_len);
+    CHECK(lf != NULL);
+    if (lf) {
+        config_write_keys(lf);
+        fclose(lf);
+    }
+    for (int i = 0; i < config_key_count(); i++) {
+        const char *name = config_key_name(i);
+        char needle[160];
+        snprintf(needle, sizeof needle, "| `%s`", name);
+        if (!strstr(doc, needle))
+            test_fail(__FILE__, __LINE__, "doc/config.md has no table row for %s", name);
+        if (!config_key_doc(i) || !config_key_doc(i)[0])
+            test_fail(__FILE__, __LINE__, "key %s has no doc line", name);
+        if (!pathset_has(keys, name))
+            test_fail(__FILE__, __LINE__, "key %s is not written by config_write_cfg", name);
+        snprintf(needle, sizeof needle, "%s (", name);
+        if (!listing || !strstr(listing, needle))
+            test_fail(__FILE__, __LINE__, "config_write_keys does not list %s", name);
+    }
+    free(listing);
     free(keys);
     free(s);
     free(doc);
@@ -729,8 +759,24 @@ static int run_bcast(bool fail) {
         printf("UNREACHABLE: rank %d returned from a failed config_load_bcast\n", rank);
         return 1;
     }
-    CHECK(c.lr == 3e-4f && c.seed == 99);
-    CHECK(c.model.hidden_size == 96 && c.n_loss_types == 4);
+    CHECK(c.optim.lr == 3e-4f && c.seed == 99);
+    CHECK(c.model.hidden_size == 96 && c.loss.n_loss_types == 4);
+    // a non-default value of every type arrived: every key of ALL_KEYS, enums included
+    dpo_config_t as_file = c;  // the two keys the overrides changed, as in ALL_KEYS
+    as_file.optim.lr = 2e-5f;
+    as_file.seed = 1234567;
+    check_all_keys(&as_file);
+    // and rank 0's configuration text, written on each rank, is the same everywhere
+    char *mine = config_to_string(&c);
+    CHECK(mine != NULL);
+    long long len = mine ? (long long)strlen(mine) + 1 : 0;
+    MPI_Bcast(&len, 1, MPI_LONG_LONG, 0, MPI_COMM_WORLD);
+    char *root_text = calloc((size_t)len + 1, 1);
+    if (rank == 0 && mine) memcpy(root_text, mine, (size_t)len);
+    MPI_Bcast(root_text, (int)len, MPI_CHAR, 0, MPI_COMM_WORLD);
+    CHECK(mine && strcmp(mine, root_text) == 0);
+    free(root_text);
+    free(mine);
     // every byte equals rank 0's
     dpo_config_t root = c;
     MPI_Bcast(&root, (int)sizeof root, MPI_BYTE, 0, MPI_COMM_WORLD);

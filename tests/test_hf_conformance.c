@@ -129,13 +129,13 @@ static int prefix_batch(const seqs_t *s, dpo_batch_t *b) {
 }
 
 static dpo_loss_type_t loss_type_of(const char *name) {
-    for (int t = 0; t < LOSS_TYPE_COUNT; t++)
+    for (int t = 0; t < DPO_LOSS_TYPE_COUNT; t++)
         if (strcmp(loss_type_name((dpo_loss_type_t)t), name) == 0) return (dpo_loss_type_t)t;
     dpo_fatal("expected.json: unknown loss type %s", name);
 }
 
-static dpo_config_t loss_cfg(json_t *c) {
-    dpo_config_t cfg;
+static dpo_loss_params_t loss_cfg(json_t *c) {
+    dpo_loss_params_t cfg;
     memset(&cfg, 0, sizeof cfg);
     cfg.beta = (float)json_number_value(get(c, "beta"));
     cfg.label_smoothing = (float)json_number_value(get(c, "label_smoothing"));
@@ -191,7 +191,7 @@ static void check_sums(const double *ours, json_t *expected, int n_seq, const ch
 // sequence.
 static void check_loss_case(json_t *c, const dpo_batch_t *b, const double *pol,
                             const double *ref, double *dseq, const char *fam, diffs_t *d) {
-    dpo_config_t cfg = loss_cfg(c);
+    dpo_loss_params_t cfg = loss_cfg(c);
     const char *name = json_string_value(get(c, "name"));
     dpo_loss_stats_t st;
     loss_stats_zero(&st);

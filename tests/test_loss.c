@@ -27,8 +27,8 @@ static const dpo_pair_logps_t BASE = {
 };
 
 // A config with one loss type, no SFT term, sums everywhere.
-static dpo_config_t make_cfg(dpo_loss_type_t type) {
-    dpo_config_t c;
+static dpo_loss_params_t make_cfg(dpo_loss_type_t type) {
+    dpo_loss_params_t c;
     memset(&c, 0, sizeof c);
     c.beta = 0.125f;
     c.preference_loss_weight = 1.0f;
@@ -39,7 +39,7 @@ static dpo_config_t make_cfg(dpo_loss_type_t type) {
     return c;
 }
 
-static double value(const dpo_config_t *c, const dpo_pair_logps_t *p) {
+static double value(const dpo_loss_params_t *c, const dpo_pair_logps_t *p) {
     double dc, dr;
     return loss_pair(c, p, &dc, &dr, NULL);
 }
@@ -47,11 +47,11 @@ static double value(const dpo_config_t *c, const dpo_pair_logps_t *p) {
 // ---- 1. values against hand-computed constants ----
 static void test_values(void) {
     const double tol = 1e-12;
-    dpo_config_t c;
+    dpo_loss_params_t c;
 
     // sigmoid, sums: -logσ(0.1875) = log(1 + e^-0.1875) = 0.60378528955559474
     const double L0 = 0.60378528955559474;
-    c = make_cfg(LOSS_SIGMOID);
+    c = make_cfg(DPO_LOSS_SIGMOID);
     CHECK_CLOSE(value(&c, &BASE), L0, tol, tol);
 
     // cDPO, ls = 0.125: -(1-ls) logσ(x) - ls logσ(-x) = L0 + ls·x (as logσ(x) - logσ(-x) = x)
@@ -60,7 +60,7 @@ static void test_values(void) {
     CHECK_CLOSE(value(&c, &BASE), 0.62722278955559474, tol, tol);
 
     // sigmoid on averaged log-probs: -logσ(0.028125) = 0.67918355425435817
-    c = make_cfg(LOSS_SIGMOID);
+    c = make_cfg(DPO_LOSS_SIGMOID);
     c.preference_average_log_probs = true;
     CHECK_CLOSE(value(&c, &BASE), 0.67918355425435817, tol, tol);
     // ... with ls = 0.125: 0.67918355425435817 + 0.125·0.028125 = 0.68269917925435819
@@ -68,18 +68,18 @@ static void test_values(void) {
     CHECK_CLOSE(value(&c, &BASE), 0.68269917925435819, tol, tol);
 
     // IPO: always averaged (switch off here): (0.225 - 1/(2·0.125))² = (0.225 - 4)² = 14.250625
-    c = make_cfg(LOSS_IPO);
+    c = make_cfg(DPO_LOSS_IPO);
     CHECK_CLOSE(value(&c, &BASE), 14.250625, tol, tol);
     c.preference_average_log_probs = true;  // the switch changes nothing for IPO
     CHECK_CLOSE(value(&c, &BASE), 14.250625, tol, tol);
 
     // hinge, sums: max(0, 1 - 0.1875) = 0.8125; averaged: 1 - 0.028125 = 0.971875
-    c = make_cfg(LOSS_HINGE);
+    c = make_cfg(DPO_LOSS_HINGE);
     CHECK_CLOSE(value(&c, &BASE), 0.8125, tol, tol);
     c.preference_average_log_probs = true;
     CHECK_CLOSE(value(&c, &BASE), 0.971875, tol, tol);
     // beyond the margin: β = 1, sums: 1 - 1.5 < 0 → 0, derivative 0
-    c = make_cfg(LOSS_HINGE);
+    c = make_cfg(DPO_LOSS_HINGE);
     c.beta = 1.0f;
     {
         double dc = 9, dr = 9;
@@ -100,7 +100,7 @@ static void test_values(void) {
     // robust, ls = 0.125: (-(1-ls) logσ(x) + ls logσ(-x)) / (1-2ls)
     //   numerator = L0 + ls·(logσ(x) + logσ(-x)) = L0 + ls·(-2·L0 - x) = (1-2ls)·L0 - ls·x
     //   → L0 - ls·x/(1-2ls) = 0.60378528955559474 - 0.125·0.1875/0.75 = 0.57253528955559474
-    c = make_cfg(LOSS_ROBUST);
+    c = make_cfg(DPO_LOSS_ROBUST);
     c.label_smoothing = 0.125f;
     CHECK_CLOSE(value(&c, &BASE), 0.57253528955559474, tol, tol);
     // robust with ls = 0 is plain DPO
@@ -109,17 +109,17 @@ static void test_values(void) {
 
     // reference_free (the ref fields are ignored even if set):
     // sigmoid, sums: h = 2.5 → -logσ(0.3125) = 0.54905486227066813
-    c = make_cfg(LOSS_SIGMOID);
+    c = make_cfg(DPO_LOSS_SIGMOID);
     c.reference_free = true;
     CHECK_CLOSE(value(&c, &BASE), 0.54905486227066813, tol, tol);
     // IPO: h = -2.5 + 1.875 = -0.625 → (-0.625 - 4)² = 21.390625
-    c = make_cfg(LOSS_IPO);
+    c = make_cfg(DPO_LOSS_IPO);
     c.reference_free = true;
     CHECK_CLOSE(value(&c, &BASE), 21.390625, tol, tol);
 
     // SFT term (NeMo RL): sft = -policy_chosen = 12.5 (sum) or 12.5/5 = 2.5 (average)
     // sigmoid + 0.25·sft: 0.60378528955559474 + 3.125 = 3.72878528955559474
-    c = make_cfg(LOSS_SIGMOID);
+    c = make_cfg(DPO_LOSS_SIGMOID);
     c.sft_loss_weight = 0.25f;
     {
         dpo_loss_stats_t st;
@@ -138,9 +138,9 @@ static void test_values(void) {
     //   pref = 0.75·0.60378528955559474 + 0.25·14.250625 = 0.45283896716669606 + 3.56265625
     //        = 4.0154952171666958
     //   loss = 0.5·4.0154952171666958 + 0.25·2.5 = 2.0077476085833479 + 0.625 = 2.6327476085833479
-    c = make_cfg(LOSS_SIGMOID);
+    c = make_cfg(DPO_LOSS_SIGMOID);
     c.n_loss_types = 2;
-    c.loss_type[1] = LOSS_IPO;
+    c.loss_type[1] = DPO_LOSS_IPO;
     c.loss_weights[0] = 0.75f;
     c.loss_weights[1] = 0.25f;
     c.preference_loss_weight = 0.5f;
@@ -162,7 +162,7 @@ static void test_policy_equals_reference(void) {
                           .ref_chosen = -37.25, .ref_rejected = -41.5,
                           .n_chosen = 11, .n_rejected = 13};
     for (int avg = 0; avg < 2; avg++) {
-        dpo_config_t c = make_cfg(LOSS_SIGMOID);
+        dpo_loss_params_t c = make_cfg(DPO_LOSS_SIGMOID);
         c.preference_average_log_probs = avg;
         dpo_loss_stats_t st;
         loss_stats_zero(&st);
@@ -182,7 +182,7 @@ static void test_policy_equals_reference(void) {
 // ---- 3. derivatives against central finite differences ----
 static int fd_checks = 0;
 
-static void fd_check(const dpo_config_t *c, const dpo_pair_logps_t *p, const char *what) {
+static void fd_check(const dpo_loss_params_t *c, const dpo_pair_logps_t *p, const char *what) {
     double dc, dr;
     loss_pair(c, p, &dc, &dr, NULL);
     const double eps = 1e-5;
@@ -223,14 +223,14 @@ static void test_finite_differences(void) {
     const int npairs = (int)(sizeof pairs / sizeof pairs[0]);
     const float smoothing[] = {0.0f, 0.125f};
     const float sft_w[] = {0.0f, 0.375f};
-    for (int type = 0; type < LOSS_TYPE_COUNT; type++)
+    for (int type = 0; type < DPO_LOSS_TYPE_COUNT; type++)
         for (int avg = 0; avg < 2; avg++)
             for (int rf = 0; rf < 2; rf++)
                 for (int il = 0; il < 2; il++)
                     for (int is = 0; is < 2; is++)
                         for (int sa = 0; sa < 2; sa++)
                             for (int ip = 0; ip < npairs; ip++) {
-                                dpo_config_t c = make_cfg((dpo_loss_type_t)type);
+                                dpo_loss_params_t c = make_cfg((dpo_loss_type_t)type);
                                 c.preference_average_log_probs = avg;
                                 c.reference_free = rf;
                                 c.label_smoothing = smoothing[il];
@@ -239,7 +239,7 @@ static void test_finite_differences(void) {
                                 c.preference_loss_weight = 0.75f;
                                 // the hinge's kink is not differentiable: skip pairs
                                 // that sit within the FD step of it
-                                if (type == LOSS_HINGE) {
+                                if (type == DPO_LOSS_HINGE) {
                                     double ac = avg ? pairs[ip].n_chosen : 1;
                                     double ar = avg ? pairs[ip].n_rejected : 1;
                                     double rc = rf ? 0 : pairs[ip].ref_chosen;
@@ -253,10 +253,10 @@ static void test_finite_differences(void) {
     // combinations of two and three loss types
     for (int avg = 0; avg < 2; avg++)
         for (int ip = 0; ip < npairs; ip++) {
-            dpo_config_t c = make_cfg(LOSS_SIGMOID);
+            dpo_loss_params_t c = make_cfg(DPO_LOSS_SIGMOID);
             c.n_loss_types = 3;
-            c.loss_type[1] = LOSS_IPO;
-            c.loss_type[2] = LOSS_ROBUST;
+            c.loss_type[1] = DPO_LOSS_IPO;
+            c.loss_type[2] = DPO_LOSS_ROBUST;
             c.loss_weights[0] = 0.5f;
             c.loss_weights[1] = 0.25f;
             c.loss_weights[2] = 0.25f;
@@ -266,12 +266,12 @@ static void test_finite_differences(void) {
             c.sft_average_log_probs = !avg;
             fd_check(&c, &pairs[ip], "combo3");
             c.n_loss_types = 2;
-            c.loss_type[1] = LOSS_HINGE;
+            c.loss_type[1] = DPO_LOSS_HINGE;
             fd_check(&c, &pairs[ip], "combo2");
         }
     // both derivatives of the hinge side: chosen pushed up, rejected down
     {
-        dpo_config_t c = make_cfg(LOSS_HINGE);
+        dpo_loss_params_t c = make_cfg(DPO_LOSS_HINGE);
         double dc, dr;
         loss_pair(&c, &BASE, &dc, &dr, NULL);
         CHECK_CLOSE(dc, -0.125, 0, 1e-15);
@@ -285,8 +285,8 @@ static void test_extremes(void) {
     dpo_pair_logps_t p = BASE;
     for (int s = -1; s <= 1; s += 2) {
         p.policy_chosen = s * 8000.0;
-        for (int type = 0; type < LOSS_TYPE_COUNT; type++) {
-            dpo_config_t c = make_cfg((dpo_loss_type_t)type);
+        for (int type = 0; type < DPO_LOSS_TYPE_COUNT; type++) {
+            dpo_loss_params_t c = make_cfg((dpo_loss_type_t)type);
             c.label_smoothing = 0.125f;
             double dc, dr;
             double l = loss_pair(&c, &p, &dc, &dr, NULL);
@@ -294,7 +294,7 @@ static void test_extremes(void) {
         }
     }
     // sigmoid at a huge positive margin: loss ~ e^-x ~ 0, at a huge negative one ~ -x
-    dpo_config_t c = make_cfg(LOSS_SIGMOID);
+    dpo_loss_params_t c = make_cfg(DPO_LOSS_SIGMOID);
     p = BASE;
     p.policy_chosen = 8000.0;  // h = 8000 + 15 - 1 = 8014, x = 1001.75
     CHECK_CLOSE(value(&c, &p), 0.0, 0, 1e-300);
@@ -309,7 +309,7 @@ static void test_stats(void) {
 
     // sigmoid, sums: rewards β(π - ref): chosen 0.125·0.5 = 0.0625,
     // rejected 0.125·(-1.0) = -0.125, margin 0.1875 → accuracy 1
-    dpo_config_t c = make_cfg(LOSS_SIGMOID);
+    dpo_loss_params_t c = make_cfg(DPO_LOSS_SIGMOID);
     loss_stats_zero(&st);
     st.tokens = 42.0;  // the caller's field: loss_pair must not touch it
     double dc, dr;
@@ -337,9 +337,9 @@ static void test_stats(void) {
     // IPO among the loss types: TRL averages every log-prob, so do the metrics:
     // chosen 0.125·(-2.5 + 2.6) = 0.0125, rejected 0.125·(-1.875 + 1.75) = -0.015625,
     // margin 0.028125, logps -2.5 / -1.875
-    c = make_cfg(LOSS_SIGMOID);
+    c = make_cfg(DPO_LOSS_SIGMOID);
     c.n_loss_types = 2;
-    c.loss_type[1] = LOSS_IPO;
+    c.loss_type[1] = DPO_LOSS_IPO;
     c.loss_weights[1] = 1.0f;
     loss_stats_zero(&st2);
     loss_pair(&c, &BASE, &dc, &dr, &st2);
@@ -352,7 +352,7 @@ static void test_stats(void) {
 
     // reference_free: the reference is 0, rewards are β·π:
     // chosen 0.125·(-12.5) = -1.5625, rejected 0.125·(-15) = -1.875
-    c = make_cfg(LOSS_SIGMOID);
+    c = make_cfg(DPO_LOSS_SIGMOID);
     c.reference_free = true;
     loss_stats_zero(&st2);
     loss_pair(&c, &BASE, &dc, &dr, &st2);
@@ -362,7 +362,7 @@ static void test_stats(void) {
 
     // a pair the policy gets wrong: rewards chosen 0.125·(-20 + 18.5) = -0.1875,
     // rejected 0.125·(-9 + 10.25) = 0.15625 → accuracy 0; accumulate onto st
-    c = make_cfg(LOSS_SIGMOID);
+    c = make_cfg(DPO_LOSS_SIGMOID);
     dpo_pair_logps_t bad = {.policy_chosen = -20.0, .policy_rejected = -9.0,
                             .ref_chosen = -18.5, .ref_rejected = -10.25,
                             .n_chosen = 7, .n_rejected = 3};

@@ -258,7 +258,7 @@ static void check_tensor_parallel(int tp_size, dpo_model_config_t cfg, const cha
     CHECK_CLOSE(np, nf, 1e-5, 0);
     // One clipped AdamW step: replicas stay identical, and the TP parameters equal the
     // TP=1 ones.
-    dpo_config_t oc;
+    dpo_optim_params_t oc;
     memset(&oc, 0, sizeof oc);
     oc.beta1 = 0.9f;
     oc.beta2 = 0.95f;

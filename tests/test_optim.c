@@ -22,7 +22,7 @@
 
 // ---- learning-rate schedule ----
 static void test_schedule(void) {
-    dpo_config_t c;
+    dpo_optim_params_t c;
     memset(&c, 0, sizeof c);
     const double lr = 1e-3;
     c.lr = (float)lr;
@@ -33,7 +33,7 @@ static void test_schedule(void) {
     const double tol = 2e-7;   // the schedule returns a float
 
     // warmup, the same for every type: lr·(step+1)/4 = 0.25, 0.5, 0.75, 1.0 × lr
-    for (int type = SCHED_CONSTANT; type <= SCHED_COSINE; type++) {
+    for (int type = DPO_SCHED_CONSTANT; type <= DPO_SCHED_COSINE; type++) {
         c.sched_type = (dpo_sched_type_t)type;
         CHECK_CLOSE(optim_lr(&c, 0, total), 0.25e-3, tol, 0);
         CHECK_CLOSE(optim_lr(&c, 1, total), 0.50e-3, tol, 0);
@@ -43,7 +43,7 @@ static void test_schedule(void) {
     }
 
     // constant after the warmup
-    c.sched_type = SCHED_CONSTANT;
+    c.sched_type = DPO_SCHED_CONSTANT;
     CHECK_CLOSE(optim_lr(&c, 9, total), 1e-3, tol, 0);
     CHECK_CLOSE(optim_lr(&c, 13, total), 1e-3, tol, 0);
     CHECK_CLOSE(optim_lr(&c, 1000, total), 1e-3, tol, 0);
@@ -52,7 +52,7 @@ static void test_schedule(void) {
     //   step 9:  p = 0.5 → 1 - 0.9·0.5 = 0.55
     //   step 13: p = 0.9 → 1 - 0.9·0.9 = 0.19
     //   step 14 and beyond: p = 1 → 0.1
-    c.sched_type = SCHED_LINEAR;
+    c.sched_type = DPO_SCHED_LINEAR;
     CHECK_CLOSE(optim_lr(&c, 9, total), lr * 0.55, tol, 0);
     CHECK_CLOSE(optim_lr(&c, 13, total), lr * 0.19, 1e-6, 0);
     CHECK_CLOSE(optim_lr(&c, 14, total), lr * 0.1, 1e-6, 0);
@@ -64,7 +64,7 @@ static void test_schedule(void) {
     //   step 6:  p = 0.2, cos(0.2π) = 0.80901699437494742 → 0.1 + 0.45·1.80901699437 = 0.91405764746872634
     //   step 12: p = 0.8, cos(0.8π) = -0.80901699437494742 → 0.1 + 0.45·0.19098300563 = 0.18594235253127366
     //   step 14: p = 1 → 0.1
-    c.sched_type = SCHED_COSINE;
+    c.sched_type = DPO_SCHED_COSINE;
     CHECK_CLOSE(optim_lr(&c, 9, total), lr * 0.55, 1e-6, 0);
     CHECK_CLOSE(optim_lr(&c, 6, total), lr * 0.91405764746872634, 1e-6, 0);
     CHECK_CLOSE(optim_lr(&c, 12, total), lr * 0.18594235253127366, 1e-6, 0);
@@ -73,20 +73,20 @@ static void test_schedule(void) {
 
     // no warmup: step 0 is the peak; linear over 10 steps, step 5 → 0.55
     c.warmup_steps = 0;
-    c.sched_type = SCHED_LINEAR;
+    c.sched_type = DPO_SCHED_LINEAR;
     CHECK_CLOSE(optim_lr(&c, 0, 10), lr, tol, 0);
     CHECK_CLOSE(optim_lr(&c, 5, 10), lr * 0.55, 1e-6, 0);
     // min_lr_ratio 0: linear ends at 0, cosine at step 5 of 10 is exactly lr/2
     c.min_lr_ratio = 0.0f;
     CHECK_CLOSE(optim_lr(&c, 9, 10), lr * 0.1, 1e-6, 0);
     CHECK(optim_lr(&c, 10, 10) == 0.0f);
-    c.sched_type = SCHED_COSINE;
+    c.sched_type = DPO_SCHED_COSINE;
     CHECK_CLOSE(optim_lr(&c, 5, 10), lr * 0.5, 1e-6, 0);
 
     // the LR never exceeds the peak and never falls below the floor
     c.min_lr_ratio = 0.1f;
     c.warmup_steps = 3;
-    for (int type = SCHED_CONSTANT; type <= SCHED_COSINE; type++) {
+    for (int type = DPO_SCHED_CONSTANT; type <= DPO_SCHED_COSINE; type++) {
         c.sched_type = (dpo_sched_type_t)type;
         for (int64_t s = 0; s < 40; s++) {
             float v = optim_lr(&c, s, 30);
@@ -181,7 +181,7 @@ static void test_adamw_and_clipping(const dpo_mesh_t *mesh) {
     for (size_t j = 0; j < n; j++) ref.p[j] = (double)hp[j];
     dpo_to_device(be, model.params, hp, n * sizeof(float));
 
-    dpo_config_t c;
+    dpo_optim_params_t c;
     memset(&c, 0, sizeof c);
     c.beta1 = 0.9f;
     c.beta2 = 0.95f;
@@ -398,7 +398,7 @@ static void test_zero1(const dpo_mesh_t *mesh) {
     dpo_to_device(be, full.params, hp, n * sizeof(float));
     dpo_to_device(be, part.params, hp, n * sizeof(float));
 
-    dpo_config_t c;
+    dpo_optim_params_t c;
     memset(&c, 0, sizeof c);
     c.beta1 = 0.9f;
     c.beta2 = 0.95f;

@@ -29,7 +29,7 @@ typedef struct {
 
 // Loss of one pair (unnormalised); writes d loss / d policy_chosen and
 // d loss / d policy_rejected, and adds the pair's metrics to `st` (may be NULL).
-double loss_pair(const dpo_config_t *cfg, const dpo_pair_logps_t *p, double *d_chosen,
+double loss_pair(const dpo_loss_params_t *cfg, const dpo_pair_logps_t *p, double *d_chosen,
                  double *d_rejected, dpo_loss_stats_t *st);
 
 void loss_stats_zero(dpo_loss_stats_t *st);

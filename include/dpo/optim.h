@@ -29,7 +29,7 @@ void optim_init(dpo_optim_t *o, const dpo_model_t *model, int zero_stage);
 void optim_free(dpo_optim_t *o, const dpo_model_t *model);
 
 // Learning rate for optimizer step `step` (0-based) of `total_steps`.
-float optim_lr(const dpo_config_t *cfg, int64_t step, int64_t total_steps);
+float optim_lr(const dpo_optim_params_t *cfg, int64_t step, int64_t total_steps);
 
 // Sums the micro-batch gradients over DP: all-reduced into model->grads, or with
 // ZeRO-1 reduce-scattered into o->gshard (model->grads then holds this rank's
@@ -47,7 +47,7 @@ double optim_global_grad_norm(const dpo_optim_t *o, const dpo_model_t *model);
 // AdamW step with learning rate lr; weight decay only on tensors with decay set.
 // Sharded: updates this rank's shard from o->gshard, then all-gathers the
 // parameters over DP.
-void optim_step(dpo_optim_t *o, dpo_model_t *model, const dpo_config_t *cfg, float lr,
+void optim_step(dpo_optim_t *o, dpo_model_t *model, const dpo_optim_params_t *cfg, float lr,
                 double grad_norm);
 
 #endif

@@ -33,114 +33,220 @@ typedef enum {
     K_FLOAT,    // float; integers accepted
     K_BOOL,     // bool; true/false only
     K_STR,      // char[size]
-    K_SCHED,    // dpo_sched_type_t by name
+    K_ENUM,     // an enum stored as int, by name from the row's choices
     K_LOSSES,   // dpo.loss_type: string or list of strings
     K_WEIGHTS,  // dpo.loss_weights: list of numbers
     K_BETAS     // policy.optimizer.betas: list of exactly 2 numbers
 } kind_t;
 
+// The names of an enum's values, in the enum's order.
 typedef struct {
-    const char *path;  // full dotted path: "policy.model.hidden_size"
+    const char *const *names;
+    int count;
+    bool one_of;  // message style: 'one of "a", "b", "c"' instead of '"a", "b" or "c"'
+} choices_t;
+
+// Range flags of a row (checked by config_validate; NaN never passes).
+enum { R_MIN = 1, R_MAX = 2, R_MIN_EXCL = 4, R_MAX_EXCL = 8 };
+
+typedef struct {
+    const char *path;       // full dotted path: "policy.model.hidden_size"
     kind_t kind;
-    size_t off;        // offset into dpo_config_t
-    size_t size;       // K_STR: capacity of the char array
+    size_t off;             // offset into dpo_config_t
+    size_t size;            // K_STR: capacity of the char array; K_ENUM: longest name
+                            // accepted + 1 (0 = any)
+    long long def_i;        // default of K_INT, K_U64, K_BOOL, K_ENUM, K_LOSSES (a type)
+    float def_f, def_f2;    // default of K_FLOAT, K_WEIGHTS (each), K_BETAS (both)
+    const char *def_s;      // default of K_STR (NULL = "")
+    unsigned range;         // R_* flags
+    double min, max;
+    const char *range_msg;  // replaces the generated "be >= min" in range messages
+    const choices_t *choices;  // K_ENUM
+    const char *doc;
 } cfg_key_t;
 
+static const char *const LOSS_NAMES[] = {"sigmoid", "ipo", "hinge", "robust"};
+_Static_assert(sizeof LOSS_NAMES / sizeof LOSS_NAMES[0] == DPO_LOSS_TYPE_COUNT,
+               "one name per dpo_loss_type_t");
+static const char *const SCHED_NAMES[] = {"constant", "linear", "cosine"};
+_Static_assert(sizeof SCHED_NAMES / sizeof SCHED_NAMES[0] == DPO_SCHED_TYPE_COUNT,
+               "one name per dpo_sched_type_t");
+static const char *const NONFINITE_NAMES[] = {"abort", "skip"};
+_Static_assert(sizeof NONFINITE_NAMES / sizeof NONFINITE_NAMES[0] == DPO_NONFINITE_COUNT,
+               "one name per dpo_nonfinite_policy_t");
+static const char *const BACKEND_NAMES[] = {"cpu", "cuda"};
+_Static_assert(sizeof BACKEND_NAMES / sizeof BACKEND_NAMES[0] == DPO_BACKEND_KIND_COUNT,
+               "one name per dpo_backend_kind_t");
+static const char *const MATMUL_NAMES[] = {"bf16", "tf32", "fp32"};
+_Static_assert(sizeof MATMUL_NAMES / sizeof MATMUL_NAMES[0] == DPO_CFG_MATMUL_COUNT,
+               "one name per dpo_cfg_matmul_t");
+
+// K_ENUM fields are accessed as int.
+_Static_assert(sizeof(dpo_sched_type_t) == sizeof(int) &&
+                   sizeof(dpo_nonfinite_policy_t) == sizeof(int) &&
+                   sizeof(dpo_backend_kind_t) == sizeof(int) &&
+                   sizeof(dpo_cfg_matmul_t) == sizeof(int),
+               "enums stored as int");
+
+#define NNAMES(a) ((int)(sizeof(a) / sizeof(a[0])))
+static const choices_t CH_SCHED = {SCHED_NAMES, NNAMES(SCHED_NAMES), true};
+static const choices_t CH_NONFINITE = {NONFINITE_NAMES, NNAMES(NONFINITE_NAMES), false};
+static const choices_t CH_BACKEND = {BACKEND_NAMES, NNAMES(BACKEND_NAMES), false};
+static const choices_t CH_MATMUL = {MATMUL_NAMES, NNAMES(MATMUL_NAMES), false};
+
+static const char *name_of(const char *const *names, int count, int v) {
+    return v >= 0 && v < count ? names[v] : "unknown";
+}
+const char *loss_type_name(dpo_loss_type_t t) { return name_of(LOSS_NAMES, NNAMES(LOSS_NAMES), (int)t); }
+const char *sched_type_name(dpo_sched_type_t t) {
+    return name_of(SCHED_NAMES, NNAMES(SCHED_NAMES), (int)t);
+}
+const char *nonfinite_policy_name(dpo_nonfinite_policy_t p) {
+    return name_of(NONFINITE_NAMES, NNAMES(NONFINITE_NAMES), (int)p);
+}
+const char *backend_kind_name(dpo_backend_kind_t b) {
+    return name_of(BACKEND_NAMES, NNAMES(BACKEND_NAMES), (int)b);
+}
+const char *cfg_matmul_name(dpo_cfg_matmul_t m) {
+    return name_of(MATMUL_NAMES, NNAMES(MATMUL_NAMES), (int)m);
+}
+
+// Ranges (the last argument of the row macros).
+#define NORANGE .range = 0
+#define POS .range = R_MIN | R_MIN_EXCL, .min = 0
+#define NONNEG .range = R_MIN, .min = 0
+#define ATLEAST(a, msg) .range = R_MIN, .min = (a), .range_msg = (msg)
+#define IN(a, b, fl) .range = R_MIN | R_MAX | (fl), .min = (a), .max = (b)
+#define IN_MSG(a, b, fl, msg) IN(a, b, fl), .range_msg = (msg)
+
+#define OFF(f) .off = offsetof(dpo_config_t, f)
 #define FSIZE(f) sizeof(((dpo_config_t *)0)->f)
-#define KI(p, f) {p, K_INT, offsetof(dpo_config_t, f), 0}
-#define KU(p, f) {p, K_U64, offsetof(dpo_config_t, f), 0}
-#define KF(p, f) {p, K_FLOAT, offsetof(dpo_config_t, f), 0}
-#define KB(p, f) {p, K_BOOL, offsetof(dpo_config_t, f), 0}
-#define KS(p, f) {p, K_STR, offsetof(dpo_config_t, f), FSIZE(f)}
-#define KX(p, k) {p, k, 0, 0}
+#define KI(p, f, d, rng, doc_) {.path = p, .kind = K_INT, OFF(f), .def_i = (d), rng, .doc = doc_}
+#define KU(p, f, d, doc_) {.path = p, .kind = K_U64, OFF(f), .def_i = (d), .doc = doc_}
+#define KF(p, f, d, rng, doc_) {.path = p, .kind = K_FLOAT, OFF(f), .def_f = (d), rng, .doc = doc_}
+#define KB(p, f, d, doc_) {.path = p, .kind = K_BOOL, OFF(f), .def_i = (d), .doc = doc_}
+#define KS(p, f, d, doc_) {.path = p, .kind = K_STR, OFF(f), .size = FSIZE(f), .def_s = (d), .doc = doc_}
+#define KE(p, f, ch, d, len, doc_) \
+    {.path = p, .kind = K_ENUM, OFF(f), .size = (len), .def_i = (d), .choices = &(ch), .doc = doc_}
 
 // Order matters: config_write_cfg emits keys in this order, and keys of one group must
-// be contiguous (a group is opened once).
+// be contiguous (a group is opened once). doc/config.md describes each key in full.
 static const cfg_key_t KEYS[] = {
-    KS("policy.model_name", model_name),
-    KI("policy.model.vocab_size", model.vocab_size),
-    KI("policy.model.hidden_size", model.hidden_size),
-    KI("policy.model.num_hidden_layers", model.num_hidden_layers),
-    KI("policy.model.num_attention_heads", model.num_attention_heads),
-    KI("policy.model.num_key_value_heads", model.num_key_value_heads),
-    KI("policy.model.head_dim", model.head_dim),
-    KI("policy.model.intermediate_size", model.intermediate_size),
-    KF("policy.model.rope_theta", model.rope_theta),
-    KF("policy.model.rms_norm_eps", model.rms_norm_eps),
-    KB("policy.model.attention_bias", model.attention_bias),
-    KB("policy.model.qk_norm", model.qk_norm),
-    KB("policy.model.tie_word_embeddings", model.tie_word_embeddings),
-    KF("policy.model.initializer_range", model.initializer_range),
-    KI("policy.generation.max_new_tokens", gen_max_new_tokens),
-    KF("policy.generation.temperature", gen_temperature),
-    KF("policy.generation.top_p", gen_top_p),
-    KI("policy.generation.top_k", gen_top_k),
-    KI("policy.train_global_batch_size", train_global_batch_size),
-    KI("policy.train_micro_batch_size", train_micro_batch_size),
-    KI("policy.max_total_sequence_length", max_total_sequence_length),
-    KI("policy.logprob_chunk_size", logprob_chunk_size),
-    KF("policy.max_grad_norm", max_grad_norm),
-    KI("policy.tensor_parallel_size", tensor_parallel_size),
-    KI("policy.zero_stage", zero_stage),
-    KB("policy.activation_checkpointing", activation_checkpointing),
-    KF("policy.optimizer.lr", lr),
-    KF("policy.optimizer.weight_decay", weight_decay),
-    KX("policy.optimizer.betas", K_BETAS),
-    KF("policy.optimizer.eps", adam_eps),
-    KX("policy.scheduler.type", K_SCHED),
-    KI("policy.scheduler.warmup_steps", warmup_steps),
-    KF("policy.scheduler.min_lr_ratio", min_lr_ratio),
+    KS("policy.model_name", model_name, "", "checkpoint (.h5) to start from; \"\" = random init"),
+    KI("policy.model.vocab_size", model.vocab_size, 258, POS, "vocabulary size"),
+    KI("policy.model.hidden_size", model.hidden_size, 64, POS, "width of the residual stream"),
+    KI("policy.model.num_hidden_layers", model.num_hidden_layers, 2, POS, "decoder layers"),
+    KI("policy.model.num_attention_heads", model.num_attention_heads, 4, POS, "query heads"),
+    KI("policy.model.num_key_value_heads", model.num_key_value_heads, 2, POS,
+       "key/value heads (GQA); divides the query heads"),
+    KI("policy.model.head_dim", model.head_dim, 0, NONNEG,
+       "per-head width; 0 = hidden_size / num_attention_heads"),
+    KI("policy.model.intermediate_size", model.intermediate_size, 176, POS, "MLP width"),
+    KF("policy.model.rope_theta", model.rope_theta, 10000.0f, POS, "RoPE base"),
+    KF("policy.model.rms_norm_eps", model.rms_norm_eps, 1e-5f, POS, "RMSNorm epsilon"),
+    KB("policy.model.attention_bias", model.attention_bias, false,
+       "bias on the q, k, v projections (Qwen2)"),
+    KB("policy.model.qk_norm", model.qk_norm, false, "per-head RMSNorm on q and k (Qwen3)"),
+    KB("policy.model.tie_word_embeddings", model.tie_word_embeddings, false,
+       "output head shares the embedding matrix"),
+    KF("policy.model.initializer_range", model.initializer_range, 0.02f, NONNEG,
+       "std of the normal init of matrices"),
+    KI("policy.generation.max_new_tokens", gen_max_new_tokens, 16, POS,
+       "tokens generated per prompt at most (--generate)"),
+    KF("policy.generation.temperature", gen_temperature, 0.0f, NONNEG, "sampling temperature; 0 = greedy"),
+    KF("policy.generation.top_p", gen_top_p, 1.0f, IN(0, 1, R_MIN_EXCL), "nucleus mass"),
+    KI("policy.generation.top_k", gen_top_k, 0, ATLEAST(0, "be >= 0 (0 = off)"),
+       "sample among the k likeliest tokens; 0 = off"),
+    KI("policy.train_global_batch_size", train_global_batch_size, 32, POS,
+       "pairs per optimizer step, over all DP ranks"),
+    KI("policy.train_micro_batch_size", train_micro_batch_size, 4, POS,
+       "pairs per forward/backward on one rank"),
+    KI("policy.max_total_sequence_length", max_total_sequence_length, 512,
+       ATLEAST(2, "be >= 2 (a prompt token and a completion token)"),
+       "longest prompt+completion sequence accepted"),
+    KI("policy.logprob_chunk_size", logprob_chunk_size, 256, POS,
+       "tokens per chunk of logits (bounds memory)"),
+    KF("policy.max_grad_norm", optim.max_grad_norm, 1.0f, NONNEG,
+       "global gradient-norm clip; 0 = no clipping"),
+    KI("policy.tensor_parallel_size", tensor_parallel_size, 1, POS, "tensor-parallel ranks"),
+    KI("policy.zero_stage", zero_stage, 1,
+       IN_MSG(0, 1, 0, "be 0 (no sharding) or 1 (optimizer state sharded over data parallelism)"),
+       "0: replicated optimizer; 1: moments sharded over DP"),
+    KB("policy.activation_checkpointing", activation_checkpointing, false,
+       "recompute each layer's forward in the backward"),
+    KF("policy.optimizer.lr", optim.lr, 5e-6f, NONNEG, "AdamW peak learning rate"),
+    KF("policy.optimizer.weight_decay", optim.weight_decay, 0.1f, NONNEG,
+       "AdamW decoupled weight decay (matrices only)"),
+    {.path = "policy.optimizer.betas", .kind = K_BETAS, OFF(optim.beta1), .def_f = 0.9f,
+     .def_f2 = 0.98f, .range = R_MIN | R_MAX | R_MAX_EXCL, .min = 0, .max = 1,
+     .doc = "AdamW [beta1, beta2], each in [0, 1)"},
+    KF("policy.optimizer.eps", optim.adam_eps, 1e-8f, POS, "AdamW epsilon"),
+    KE("policy.scheduler.type", optim.sched_type, CH_SCHED, DPO_SCHED_CONSTANT, 0,
+       "decay after warmup"),
+    KI("policy.scheduler.warmup_steps", optim.warmup_steps, 0, NONNEG, "linear warmup steps"),
+    KF("policy.scheduler.min_lr_ratio", optim.min_lr_ratio, 0.0f, IN(0, 1, 0),
+       "floor of the decay, as a fraction of lr"),
 
-    KI("dpo.max_num_steps", max_num_steps),
-    KI("dpo.max_num_epochs", max_num_epochs),
-    KI("dpo.val_period", val_period),
-    KB("dpo.val_at_start", val_at_start),
-    KI("dpo.val_global_batch_size", val_global_batch_size),
-    KI("dpo.val_micro_batch_size", val_micro_batch_size),
-    KI("dpo.val_max_pairs", val_max_pairs),
-    KF("dpo.reference_policy_kl_penalty", beta),
-    KF("dpo.preference_loss_weight", preference_loss_weight),
-    KF("dpo.sft_loss_weight", sft_loss_weight),
-    KB("dpo.preference_average_log_probs", preference_average_log_probs),
-    KB("dpo.sft_average_log_probs", sft_average_log_probs),
-    KX("dpo.loss_type", K_LOSSES),
-    KX("dpo.loss_weights", K_WEIGHTS),
-    KF("dpo.label_smoothing", label_smoothing),
-    KB("dpo.reference_free", reference_free),
-    KS("dpo.reference_model", reference_model),
-    KB("dpo.precomputed_reference_logprobs", precomputed_reference_logprobs),
-    KU("dpo.seed", seed),
-    KS("dpo.nonfinite_policy", nonfinite_policy),
-    KI("dpo.max_skipped_steps", max_skipped_steps),
+    KI("dpo.max_num_steps", max_num_steps, 0, NONNEG, "optimizer steps; 0 = no limit"),
+    KI("dpo.max_num_epochs", max_num_epochs, 1, POS, "passes over the training set at most"),
+    KI("dpo.val_period", val_period, 0, NONNEG, "validate every this many steps; 0 = never"),
+    KB("dpo.val_at_start", val_at_start, true, "validate before the first step"),
+    KI("dpo.val_global_batch_size", val_global_batch_size, 32, POS, "pairs per validation batch"),
+    KI("dpo.val_micro_batch_size", val_micro_batch_size, 0, NONNEG,
+       "pairs per validation forward per rank; 0 = train micro"),
+    KI("dpo.val_max_pairs", val_max_pairs, 0, NONNEG, "validation pairs per set; 0 = all"),
+    KF("dpo.reference_policy_kl_penalty", loss.beta, 0.1f, POS, "DPO beta"),
+    KF("dpo.preference_loss_weight", loss.preference_loss_weight, 1.0f, NONNEG,
+       "weight of the preference loss"),
+    KF("dpo.sft_loss_weight", loss.sft_loss_weight, 0.0f, NONNEG,
+       "weight of the SFT (chosen NLL) term"),
+    KB("dpo.preference_average_log_probs", loss.preference_average_log_probs, false,
+       "preference loss on per-token mean log-probs"),
+    KB("dpo.sft_average_log_probs", loss.sft_average_log_probs, false,
+       "SFT term on the per-token mean"),
+    {.path = "dpo.loss_type", .kind = K_LOSSES, OFF(loss.loss_type), .def_i = DPO_LOSS_SIGMOID,
+     .doc = "loss name or list of them: sigmoid, ipo, hinge, robust"},
+    {.path = "dpo.loss_weights", .kind = K_WEIGHTS, OFF(loss.loss_weights), .def_f = 1.0f,
+     .range = R_MIN, .min = 0, .doc = "one weight per loss type; default all 1"},
+    KF("dpo.label_smoothing", loss.label_smoothing, 0.0f, IN(0, 0.5, R_MAX_EXCL),
+       "cDPO / robust label noise"),
+    KB("dpo.reference_free", loss.reference_free, false, "no reference model (its log-probs = 0)"),
+    KS("dpo.reference_model", reference_model, "",
+       "reference checkpoint; \"\" = frozen copy of the initial policy"),
+    KB("dpo.precomputed_reference_logprobs", precomputed_reference_logprobs, false,
+       "use the dataset's stored reference log-probs"),
+    KU("dpo.seed", seed, 42, "seed of init, shuffling and sampling"),
+    KE("dpo.nonfinite_policy", nonfinite_policy, CH_NONFINITE, DPO_NONFINITE_ABORT, 16,
+       "what a non-finite loss or gradient does"),
+    KI("dpo.max_skipped_steps", max_skipped_steps, 10, POS,
+       "\"skip\": consecutive skipped steps tolerated"),
 
-    KS("data.dataset_path", dataset_path),
-    KB("data.shuffle", shuffle),
+    KS("data.dataset_path", dataset_path, "", "HDF5 dataset file (required)"),
+    KB("data.shuffle", shuffle, true, "shuffle the training pairs each epoch"),
 
-    KB("checkpointing.enabled", ckpt_enabled),
-    KS("checkpointing.checkpoint_dir", checkpoint_dir),
-    KI("checkpointing.save_period", save_period),
-    KI("checkpointing.keep_top_k", keep_top_k),
-    KS("checkpointing.metric_name", metric_name),
-    KB("checkpointing.higher_is_better", higher_is_better),
-    KB("checkpointing.resume", resume),
+    KB("checkpointing.enabled", ckpt_enabled, false, "write checkpoints"),
+    KS("checkpointing.checkpoint_dir", checkpoint_dir, "results/checkpoints",
+       "directory of the checkpoints"),
+    KI("checkpointing.save_period", save_period, 50, NORANGE,  // range: validate_impl
+       "checkpoint every this many steps (> 0 when enabled)"),
+    KI("checkpointing.keep_top_k", keep_top_k, 0, NONNEG, "checkpoints kept; 0 = all"),
+    KS("checkpointing.metric_name", metric_name, "", "\"val:<set>/<metric>\" to rank checkpoints by"),
+    KB("checkpointing.higher_is_better", higher_is_better, false, "direction of metric_name"),
+    KB("checkpointing.resume", resume, false, "resume from the latest checkpoint"),
 
-    KS("logger.log_dir", log_dir),
+    KS("logger.log_dir", log_dir, "results", "output directory: metrics.jsonl, config.cfg"),
 
-    KS("cluster.backend", backend),
-    KS("cluster.matmul_precision", matmul_precision),
-    KI("cluster.num_threads", num_threads),
+    KE("cluster.backend", backend, CH_BACKEND, DPO_BACKEND_CPU, DPO_NAME_MAX, "compute backend"),
+    KE("cluster.matmul_precision", matmul_precision, CH_MATMUL, DPO_CFG_MATMUL_BF16, DPO_NAME_MAX,
+       "CUDA matmul precision"),
+    KI("cluster.num_threads", num_threads, 0, NONNEG, "OpenMP threads per rank; 0 = cores / local ranks"),
 };
 #define NKEYS ((int)(sizeof(KEYS) / sizeof(KEYS[0])))
 #define PATH_DEPTH_MAX 8
 
-static const char *const LOSS_NAMES[LOSS_TYPE_COUNT] = {"sigmoid", "ipo", "hinge", "robust"};
-static const char *const SCHED_NAMES[] = {"constant", "linear", "cosine"};
-#define N_SCHED ((int)(sizeof(SCHED_NAMES) / sizeof(SCHED_NAMES[0])))
-
-const char *loss_type_name(dpo_loss_type_t t) {
-    if ((int)t < 0 || t >= LOSS_TYPE_COUNT) return "unknown";
-    return LOSS_NAMES[t];
-}
+int config_key_count(void) { return NKEYS; }
+const char *config_key_name(int i) { return i >= 0 && i < NKEYS ? KEYS[i].path : NULL; }
+const char *config_key_doc(int i) { return i >= 0 && i < NKEYS ? KEYS[i].doc : NULL; }
 
 static const cfg_key_t *find_key(const char *path) {
     for (int i = 0; i < NKEYS; i++)
@@ -167,7 +273,7 @@ static const void *cfield(const dpo_config_t *cfg, const cfg_key_t *k) {
 // ---------------------------------------------------------------------------------
 
 static void set_str(char *dst, size_t cap, const char *src) {
-    memset(dst, 0, cap);  // whole buffer zeroed: structs compare and broadcast bytewise
+    memset(dst, 0, cap);  // whole buffer zeroed: structs compare bytewise
     size_t n = strlen(src);
     if (n >= cap) n = cap - 1;
     memcpy(dst, src, n);
@@ -175,76 +281,27 @@ static void set_str(char *dst, size_t cap, const char *src) {
 
 void config_defaults(dpo_config_t *cfg) {
     memset(cfg, 0, sizeof *cfg);
-    dpo_model_config_t *m = &cfg->model;
-    m->vocab_size = 258;
-    m->hidden_size = 64;
-    m->num_hidden_layers = 2;
-    m->num_attention_heads = 4;
-    m->num_key_value_heads = 2;
-    m->head_dim = 0;
-    m->intermediate_size = 176;
-    m->rope_theta = 10000.0f;
-    m->rms_norm_eps = 1e-5f;
-    m->attention_bias = false;
-    m->qk_norm = false;
-    m->tie_word_embeddings = false;
-    m->initializer_range = 0.02f;
-
-    cfg->train_global_batch_size = 32;
-    cfg->train_micro_batch_size = 4;
-    cfg->max_total_sequence_length = 512;
-    cfg->logprob_chunk_size = 256;
-    cfg->gen_max_new_tokens = 16;
-    cfg->gen_temperature = 0.0f;
-    cfg->gen_top_p = 1.0f;
-    cfg->gen_top_k = 0;
-    cfg->max_grad_norm = 1.0f;
-    cfg->tensor_parallel_size = 1;
-    cfg->zero_stage = 1;
-    cfg->lr = 5e-6f;
-    cfg->weight_decay = 0.1f;
-    cfg->beta1 = 0.9f;
-    cfg->beta2 = 0.98f;
-    cfg->adam_eps = 1e-8f;
-    cfg->sched_type = SCHED_CONSTANT;
-    cfg->warmup_steps = 0;
-    cfg->min_lr_ratio = 0.0f;
-
-    cfg->max_num_steps = 0;
-    cfg->max_num_epochs = 1;
-    cfg->val_period = 0;
-    cfg->val_at_start = true;
-    cfg->val_global_batch_size = 32;
-    cfg->val_max_pairs = 0;
-    cfg->beta = 0.1f;
-    cfg->preference_loss_weight = 1.0f;
-    cfg->sft_loss_weight = 0.0f;
-    cfg->preference_average_log_probs = false;
-    cfg->sft_average_log_probs = false;
-    cfg->n_loss_types = 1;
-    cfg->loss_type[0] = LOSS_SIGMOID;
-    cfg->loss_weights[0] = 1.0f;
-    cfg->label_smoothing = 0.0f;
-    cfg->reference_free = false;
-    cfg->precomputed_reference_logprobs = false;
-    cfg->seed = 42;
-    set_str(cfg->nonfinite_policy, sizeof cfg->nonfinite_policy, "abort");
-    cfg->max_skipped_steps = 10;
-
-    cfg->shuffle = true;
-
-    cfg->ckpt_enabled = false;
-    set_str(cfg->checkpoint_dir, sizeof cfg->checkpoint_dir, "results/checkpoints");
-    cfg->save_period = 50;
-    cfg->keep_top_k = 0;
-    cfg->higher_is_better = false;
-    cfg->resume = false;
-
-    set_str(cfg->log_dir, sizeof cfg->log_dir, "results");
-
-    set_str(cfg->backend, sizeof cfg->backend, "cpu");
-    set_str(cfg->matmul_precision, sizeof cfg->matmul_precision, "bf16");
-    cfg->num_threads = 0;
+    for (int i = 0; i < NKEYS; i++) {
+        const cfg_key_t *k = &KEYS[i];
+        void *p = field(cfg, k);
+        switch (k->kind) {
+        case K_INT:
+        case K_ENUM: *(int *)p = (int)k->def_i; break;
+        case K_U64: *(uint64_t *)p = (uint64_t)k->def_i; break;
+        case K_FLOAT: *(float *)p = k->def_f; break;
+        case K_BOOL: *(bool *)p = k->def_i != 0; break;
+        case K_STR: set_str((char *)p, k->size, k->def_s ? k->def_s : ""); break;
+        case K_LOSSES:
+            cfg->loss.n_loss_types = 1;
+            cfg->loss.loss_type[0] = (dpo_loss_type_t)k->def_i;
+            break;
+        case K_WEIGHTS: cfg->loss.loss_weights[0] = k->def_f; break;  // one per loss type
+        case K_BETAS:
+            cfg->optim.beta1 = k->def_f;
+            cfg->optim.beta2 = k->def_f2;
+            break;
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------
@@ -367,10 +424,12 @@ static bool parse_int_token(const char *tok, bool *neg, unsigned long long *mag,
 // The text of the value of setting `name` on line `line` of `file` (for integers:
 // libconfig 1.5 silently wraps integers beyond 32 bits, so the source text is
 // re-read). Returns false when the token cannot be found unambiguously.
-static bool raw_token_from_file(const char *file, int line, const char *name, char *tok,
-                                size_t cap) {
-    if (!file || line <= 0 || !name) return false;
-    FILE *f = fopen(file, "r");
+// `text`, when not NULL, is the source itself (config_load_string) and `file` only
+// its name.
+static bool raw_token_from_file(const char *file, const char *text, int line, const char *name,
+                                char *tok, size_t cap) {
+    if ((!file && !text) || line <= 0 || !name) return false;
+    FILE *f = text ? fmemopen((void *)text, strlen(text), "r") : fopen(file, "r");
     if (!f) return false;
     char buf[4096];
     bool found = false;
@@ -524,6 +583,7 @@ typedef struct {
     int n_weights;
     origin_t origin[NKEYS];
     char **overrides;
+    const char *text;  // config_load_string: the source text (else NULL)
 } load_t;
 
 // Reads a number (int or float setting) as double; false when not a number.
@@ -588,19 +648,23 @@ static int set_losses(load_t *L, const cfg_key_t *k, const config_setting_t *s,
         }
         const char *name = config_setting_get_string(e);
         int found = -1;
-        for (int j = 0; j < LOSS_TYPE_COUNT; j++)
+        for (int j = 0; j < DPO_LOSS_TYPE_COUNT; j++)
             if (strcmp(name, LOSS_NAMES[j]) == 0) found = j;
         if (found < 0) {
-            errf(L->err, L->err_len,
-                 "%s: %s: unknown loss '%s' (expected one of sigmoid, ipo, hinge, robust%s)",
-                 where, k->path, name,
+            char names[128] = "";
+            for (int j = 0; j < DPO_LOSS_TYPE_COUNT; j++) {
+                if (j) strncat(names, ", ", sizeof names - strlen(names) - 1);
+                strncat(names, LOSS_NAMES[j], sizeof names - strlen(names) - 1);
+            }
+            errf(L->err, L->err_len, "%s: %s: unknown loss '%s' (expected one of %s%s)", where,
+                 k->path, name, names,
                  strcmp(name, "sft") == 0 ? "; for an SFT term set dpo.sft_loss_weight" : "");
             return -1;
         }
         types[i] = (dpo_loss_type_t)found;
     }
-    memcpy(c->loss_type, types, sizeof types);
-    c->n_loss_types = n;
+    memcpy(c->loss.loss_type, types, sizeof types);
+    c->loss.n_loss_types = n;
     return 0;
 }
 
@@ -649,6 +713,16 @@ static int set_float_list(load_t *L, const cfg_key_t *k, const config_setting_t 
     memcpy(out, vals, sizeof(float) * (size_t)max_n);
     *n_out = n;
     return 0;
+}
+
+// The accepted names as messages quote them: "a" or "b"; "a", "b" or "c"; or, for
+// choices marked one_of, one of "a", "b", "c".
+static void choices_text(const choices_t *ch, char *out, size_t cap) {
+    size_t o = (size_t)snprintf(out, cap, "%s", ch->one_of ? "one of " : "");
+    for (int i = 0; i < ch->count && o < cap; i++) {
+        const char *sep = i == 0 ? "" : (ch->one_of || i < ch->count - 1) ? ", " : " or ";
+        o += (size_t)snprintf(out + o, cap - o, "%s\"%s\"", sep, ch->names[i]);
+    }
 }
 
 // Sets key k from libconfig setting s. `where` is "file:line" or "override '...'";
@@ -719,22 +793,28 @@ static int set_key(load_t *L, const cfg_key_t *k, const config_setting_t *s,
         *(bool *)field(c, k) = config_setting_get_bool(s) != 0;
         return 0;
     case K_STR:
-    case K_SCHED: {
+    case K_ENUM: {
         if (t != CONFIG_TYPE_STRING) {
             errf(L->err, L->err_len, "%s: %s: expected a string, got %s", where, k->path,
                  type_name(t));
             return -1;
         }
         const char *v = config_setting_get_string(s);
-        if (k->kind == K_SCHED) {
-            for (int i = 0; i < N_SCHED; i++)
-                if (strcmp(v, SCHED_NAMES[i]) == 0) {
-                    c->sched_type = (dpo_sched_type_t)i;
+        if (k->kind == K_ENUM) {
+            if (k->size && strlen(v) >= k->size) {
+                errf(L->err, L->err_len, "%s: %s: longer than %zu characters", where, k->path,
+                     k->size - 1);
+                return -1;
+            }
+            for (int i = 0; i < k->choices->count; i++)
+                if (strcmp(v, k->choices->names[i]) == 0) {
+                    *(int *)field(c, k) = i;
                     return 0;
                 }
-            errf(L->err, L->err_len,
-                 "%s: %s: expected one of \"constant\", \"linear\", \"cosine\", got \"%s\"", where,
-                 k->path, v);
+            char expected[256];
+            choices_text(k->choices, expected, sizeof expected);
+            errf(L->err, L->err_len, "%s: %s: expected %s, got \"%s\"", where, k->path, expected,
+                 v);
             return -1;
         }
         if (strlen(v) >= k->size) {
@@ -748,7 +828,8 @@ static int set_key(load_t *L, const cfg_key_t *k, const config_setting_t *s,
     case K_LOSSES: return set_losses(L, k, s, where);
     case K_WEIGHTS: {
         int n;
-        if (set_float_list(L, k, s, where, c->loss_weights, 1, DPO_MAX_LOSS_TYPES, &n)) return -1;
+        if (set_float_list(L, k, s, where, c->loss.loss_weights, 1, DPO_MAX_LOSS_TYPES, &n))
+            return -1;
         L->weights_set = true;
         L->n_weights = n;
         return 0;
@@ -757,8 +838,8 @@ static int set_key(load_t *L, const cfg_key_t *k, const config_setting_t *s,
         float b[DPO_MAX_LOSS_TYPES];
         int n;
         if (set_float_list(L, k, s, where, b, 2, 2, &n)) return -1;
-        c->beta1 = b[0];
-        c->beta2 = b[1];
+        c->optim.beta1 = b[0];
+        c->optim.beta2 = b[1];
         return 0;
     }
     }
@@ -785,7 +866,8 @@ static int apply_group(load_t *L, const config_setting_t *g, const char *prefix,
             char raw[96];
             const char *rawp = NULL;
             if ((k->kind == K_INT || k->kind == K_U64) &&
-                raw_token_from_file(file, line, name, raw, sizeof raw))
+                raw_token_from_file(file, file == top_file ? L->text : NULL, line, name, raw,
+                                    sizeof raw))
                 rawp = raw;
             if (set_key(L, k, s, where, rawp)) return -1;
             origin_t *o = &L->origin[k - KEYS];
@@ -956,7 +1038,7 @@ static int apply_override(load_t *L, const char *arg, int idx) {
         }
         break;
     case K_STR:
-    case K_SCHED:
+    case K_ENUM:
         if (n >= 2 && value[0] == '"' && value[n - 1] == '"') {
             snprintf(lit, litcap, "%s", value);  // libconfig handles the escapes
         } else {
@@ -1039,28 +1121,88 @@ static int vfail(verr_t *v, const char *key, const char *fmt, ...) {
         if (!(cond)) return vfail(v, key, __VA_ARGS__);                                   \
     } while (0)
 #define POS_INT(key, x) REQ((x) > 0, key, "must be > 0, got %d", (x))
-#define NONNEG_INT(key, x) REQ((x) >= 0, key, "must be >= 0, got %d", (x))
-// Written as !(x >= 0) etc. so that NaN fails too.
-#define POS_FLOAT(key, x) REQ((x) > 0.0f && (x) <= FLT_MAX, key, "must be > 0, got %g", (double)(x))
-#define NONNEG_FLOAT(key, x) \
-    REQ((x) >= 0.0f && (x) <= FLT_MAX, key, "must be >= 0, got %g", (double)(x))
+
+// "be > 0", "be >= 2", "lie in (0, 1]", or the row's own text.
+static void range_text(const cfg_key_t *k, char *out, size_t cap) {
+    if (k->range_msg)
+        snprintf(out, cap, "%s", k->range_msg);
+    else if (k->range & R_MAX)
+        snprintf(out, cap, "lie in %c%g, %g%c", (k->range & R_MIN_EXCL) ? '(' : '[', k->min,
+                 k->max, (k->range & R_MAX_EXCL) ? ')' : ']');
+    else
+        snprintf(out, cap, "be %s %g", (k->range & R_MIN_EXCL) ? ">" : ">=", k->min);
+}
+
+// Whether x lies in row k's range; floats must be finite too (NaN never passes).
+static bool in_range(const cfg_key_t *k, double x, bool is_float) {
+    if ((k->range & R_MIN) && !((k->range & R_MIN_EXCL) ? x > k->min : x >= k->min)) return false;
+    if (k->range & R_MAX) return (k->range & R_MAX_EXCL) ? x < k->max : x <= k->max;
+    return !is_float || (x >= -FLT_MAX && x <= FLT_MAX);
+}
+
+// The checks that one row of the table describes: strings terminated, enums valid,
+// values in the row's range.
+static int validate_key(const dpo_config_t *c, const cfg_key_t *k, verr_t *v) {
+    char rt[160];
+    range_text(k, rt, sizeof rt);
+    switch (k->kind) {
+    case K_STR:
+        // the struct may come from elsewhere than config_load (a test, a checkpoint)
+        REQ(memchr(cfield(c, k), 0, k->size), k->path, "not a terminated string");
+        return 0;
+    case K_ENUM: {
+        int e = *(const int *)cfield(c, k);
+        REQ(e >= 0 && e < k->choices->count, k->path, "invalid value %d", e);
+        return 0;
+    }
+    case K_INT: {
+        int x = *(const int *)cfield(c, k);
+        REQ(!k->range || in_range(k, (double)x, false), k->path, "must %s, got %d", rt, x);
+        return 0;
+    }
+    case K_FLOAT: {
+        float x = *(const float *)cfield(c, k);
+        REQ(!k->range || in_range(k, (double)x, true), k->path, "must %s, got %g", rt, (double)x);
+        return 0;
+    }
+    case K_U64:
+    case K_BOOL: return 0;
+    case K_LOSSES: {
+        const dpo_loss_params_t *l = &c->loss;
+        REQ(l->n_loss_types >= 1 && l->n_loss_types <= DPO_MAX_LOSS_TYPES, k->path,
+            "must name between 1 and %d losses, got %d", DPO_MAX_LOSS_TYPES, l->n_loss_types);
+        for (int i = 0; i < l->n_loss_types; i++)
+            REQ((int)l->loss_type[i] >= 0 && l->loss_type[i] < DPO_LOSS_TYPE_COUNT, k->path,
+                "entry %d has the invalid value %d", i, (int)l->loss_type[i]);
+        return 0;
+    }
+    case K_WEIGHTS: {
+        const dpo_loss_params_t *l = &c->loss;
+        for (int i = 0; i < l->n_loss_types && i < DPO_MAX_LOSS_TYPES; i++)
+            REQ(in_range(k, (double)l->loss_weights[i], true), k->path,
+                "entry %d must %s, got %g", i, rt, (double)l->loss_weights[i]);
+        return 0;
+    }
+    case K_BETAS: {
+        const dpo_optim_params_t *o = &c->optim;
+        REQ(in_range(k, (double)o->beta1, true) && in_range(k, (double)o->beta2, true), k->path,
+            "both must %s, got [%g, %g]", rt, (double)o->beta1, (double)o->beta2);
+        return 0;
+    }
+    }
+    return 0;
+}
 
 static int validate_impl(const dpo_config_t *c, verr_t *v) {
-    // strings must be terminated (the struct may come from a broadcast or checkpoint)
+    // first every row's own checks, in table order
     for (int i = 0; i < NKEYS; i++)
-        if (KEYS[i].kind == K_STR && !memchr(cfield(c, &KEYS[i]), 0, KEYS[i].size))
-            return vfail(v, KEYS[i].path, "not a terminated string");
+        if (validate_key(c, &KEYS[i], v)) return -1;
 
+    // then the rules between keys
     const dpo_model_config_t *m = &c->model;
-    POS_INT("policy.model.vocab_size", m->vocab_size);
-    POS_INT("policy.model.hidden_size", m->hidden_size);
-    POS_INT("policy.model.num_hidden_layers", m->num_hidden_layers);
-    POS_INT("policy.model.num_attention_heads", m->num_attention_heads);
-    POS_INT("policy.model.num_key_value_heads", m->num_key_value_heads);
     REQ(m->num_attention_heads % m->num_key_value_heads == 0, "policy.model.num_key_value_heads",
         "must divide policy.model.num_attention_heads (%d), got %d", m->num_attention_heads,
         m->num_key_value_heads);
-    NONNEG_INT("policy.model.head_dim", m->head_dim);
     if (m->head_dim == 0) {
         REQ(m->hidden_size % m->num_attention_heads == 0, "policy.model.hidden_size",
             "must be divisible by policy.model.num_attention_heads (%d) when "
@@ -1074,76 +1216,22 @@ static int validate_impl(const dpo_config_t *c, verr_t *v) {
         REQ(m->head_dim % 2 == 0, "policy.model.head_dim",
             "must be even (RoPE rotates pairs of dimensions), got %d", m->head_dim);
     }
-    POS_INT("policy.model.intermediate_size", m->intermediate_size);
-    POS_FLOAT("policy.model.rope_theta", m->rope_theta);
-    POS_FLOAT("policy.model.rms_norm_eps", m->rms_norm_eps);
-    NONNEG_FLOAT("policy.model.initializer_range", m->initializer_range);
 
-    POS_INT("policy.train_global_batch_size", c->train_global_batch_size);
-    POS_INT("policy.train_micro_batch_size", c->train_micro_batch_size);
     REQ(c->train_global_batch_size % c->train_micro_batch_size == 0,
         "policy.train_micro_batch_size", "must divide policy.train_global_batch_size (%d), got %d",
         c->train_global_batch_size, c->train_micro_batch_size);
-    REQ(c->max_total_sequence_length >= 2, "policy.max_total_sequence_length",
-        "must be >= 2 (a prompt token and a completion token), got %d",
-        c->max_total_sequence_length);
-    POS_INT("policy.logprob_chunk_size", c->logprob_chunk_size);
-    POS_INT("policy.generation.max_new_tokens", c->gen_max_new_tokens);
-    NONNEG_FLOAT("policy.generation.temperature", c->gen_temperature);
-    REQ(c->gen_top_p > 0.0f && c->gen_top_p <= 1.0f, "policy.generation.top_p",
-        "must lie in (0, 1], got %g", (double)c->gen_top_p);
-    REQ(c->gen_top_k >= 0, "policy.generation.top_k", "must be >= 0 (0 = off), got %d",
-        c->gen_top_k);
-    NONNEG_FLOAT("policy.max_grad_norm", c->max_grad_norm);
-    POS_INT("policy.tensor_parallel_size", c->tensor_parallel_size);
-    REQ(c->zero_stage == 0 || c->zero_stage == 1, "policy.zero_stage",
-        "must be 0 (no sharding) or 1 (optimizer state sharded over data parallelism), got %d",
-        c->zero_stage);
-    NONNEG_FLOAT("policy.optimizer.lr", c->lr);
-    NONNEG_FLOAT("policy.optimizer.weight_decay", c->weight_decay);
-    REQ(c->beta1 >= 0.0f && c->beta1 < 1.0f && c->beta2 >= 0.0f && c->beta2 < 1.0f,
-        "policy.optimizer.betas", "both must lie in [0, 1), got [%g, %g]", (double)c->beta1,
-        (double)c->beta2);
-    POS_FLOAT("policy.optimizer.eps", c->adam_eps);
-    REQ((int)c->sched_type >= 0 && (int)c->sched_type < N_SCHED, "policy.scheduler.type",
-        "invalid value %d", (int)c->sched_type);
-    NONNEG_INT("policy.scheduler.warmup_steps", c->warmup_steps);
-    REQ(c->min_lr_ratio >= 0.0f && c->min_lr_ratio <= 1.0f, "policy.scheduler.min_lr_ratio",
-        "must lie in [0, 1], got %g", (double)c->min_lr_ratio);
 
-    NONNEG_INT("dpo.max_num_steps", c->max_num_steps);
-    POS_INT("dpo.max_num_epochs", c->max_num_epochs);
-    NONNEG_INT("dpo.val_period", c->val_period);
-    POS_INT("dpo.val_global_batch_size", c->val_global_batch_size);
-    NONNEG_INT("dpo.val_micro_batch_size", c->val_micro_batch_size);
-    NONNEG_INT("dpo.val_max_pairs", c->val_max_pairs);
-    POS_FLOAT("dpo.reference_policy_kl_penalty", c->beta);
-    NONNEG_FLOAT("dpo.preference_loss_weight", c->preference_loss_weight);
-    NONNEG_FLOAT("dpo.sft_loss_weight", c->sft_loss_weight);
-    REQ(c->preference_loss_weight > 0.0f || c->sft_loss_weight > 0.0f,
+    const dpo_loss_params_t *l = &c->loss;
+    REQ(l->preference_loss_weight > 0.0f || l->sft_loss_weight > 0.0f,
         "dpo.preference_loss_weight", "is 0 and so is dpo.sft_loss_weight: nothing to train");
-    REQ(c->n_loss_types >= 1 && c->n_loss_types <= DPO_MAX_LOSS_TYPES, "dpo.loss_type",
-        "must name between 1 and %d losses, got %d", DPO_MAX_LOSS_TYPES, c->n_loss_types);
-    for (int i = 0; i < c->n_loss_types; i++) {
-        REQ((int)c->loss_type[i] >= 0 && c->loss_type[i] < LOSS_TYPE_COUNT, "dpo.loss_type",
-            "entry %d has the invalid value %d", i, (int)c->loss_type[i]);
-        REQ(c->loss_weights[i] >= 0.0f && c->loss_weights[i] <= FLT_MAX, "dpo.loss_weights",
-            "entry %d must be >= 0, got %g", i, (double)c->loss_weights[i]);
-    }
-    REQ(c->label_smoothing >= 0.0f && c->label_smoothing < 0.5f, "dpo.label_smoothing",
-        "must lie in [0, 0.5), got %g", (double)c->label_smoothing);
-    REQ(!(c->reference_free && c->reference_model[0]), "dpo.reference_model",
+    REQ(!(l->reference_free && c->reference_model[0]), "dpo.reference_model",
         "is set (\"%s\") but dpo.reference_free is true", c->reference_model);
-    REQ(!(c->reference_free && c->precomputed_reference_logprobs),
+    REQ(!(l->reference_free && c->precomputed_reference_logprobs),
         "dpo.precomputed_reference_logprobs", "is true but dpo.reference_free is true");
     REQ(!(c->precomputed_reference_logprobs && c->reference_model[0]), "dpo.reference_model",
         "is set (\"%s\") but dpo.precomputed_reference_logprobs is true (the dataset's stored "
         "reference log-probs are used)",
         c->reference_model);
-    REQ(strcmp(c->nonfinite_policy, "abort") == 0 || strcmp(c->nonfinite_policy, "skip") == 0,
-        "dpo.nonfinite_policy", "expected \"abort\" or \"skip\", got \"%s\"",
-        c->nonfinite_policy);
-    POS_INT("dpo.max_skipped_steps", c->max_skipped_steps);
 
     REQ(c->dataset_path[0], "data.dataset_path",
         "is required (the HDF5 dataset file; see doc/data-format.md)");
@@ -1153,9 +1241,9 @@ static int validate_impl(const dpo_config_t *c, verr_t *v) {
             "must be set when checkpointing.enabled is true");
         POS_INT("checkpointing.save_period", c->save_period);
     } else {
-        NONNEG_INT("checkpointing.save_period", c->save_period);
+        REQ(c->save_period >= 0, "checkpointing.save_period", "must be >= 0, got %d",
+            c->save_period);
     }
-    NONNEG_INT("checkpointing.keep_top_k", c->keep_top_k);
     REQ(!(c->keep_top_k > 0 && !c->metric_name[0]), "checkpointing.keep_top_k",
         "is %d, which needs checkpointing.metric_name to rank checkpoints by (e.g. "
         "\"val:heldout/loss\")",
@@ -1170,22 +1258,14 @@ static int validate_impl(const dpo_config_t *c, verr_t *v) {
     }
     REQ(c->log_dir[0], "logger.log_dir", "must not be empty");
 
-    if (strcmp(c->backend, "cuda") == 0) {
 #ifndef DPO_HAVE_CUDA
+    if (c->backend == DPO_BACKEND_CUDA)
         return vfail(v, "cluster.backend",
                      "\"cuda\": no CUDA backend in this build (it was configured without "
                      "CUDA/NCCL); use \"cpu\" or rebuild with CUDA");
 #endif
-    } else {
-        REQ(strcmp(c->backend, "cpu") == 0, "cluster.backend",
-            "expected \"cpu\" or \"cuda\", got \"%s\"", c->backend);
-    }
-    // Checked on the CPU backend too (which ignores it), so a typo never waits for a GPU run.
-    REQ(strcmp(c->matmul_precision, "bf16") == 0 || strcmp(c->matmul_precision, "tf32") == 0 ||
-            strcmp(c->matmul_precision, "fp32") == 0,
-        "cluster.matmul_precision", "expected \"bf16\", \"tf32\" or \"fp32\", got \"%s\"",
-        c->matmul_precision);
-    NONNEG_INT("cluster.num_threads", c->num_threads);
+    // cluster.matmul_precision is checked (by its row) on the CPU backend too, which
+    // ignores it, so that a typo never waits for a GPU run.
     return 0;
 }
 
@@ -1219,8 +1299,10 @@ static void prefix_origin(const load_t *L, const char *path) {
     free(msg);
 }
 
-int config_load(dpo_config_t *cfg, const char *path, int n_overrides, char **overrides,
-                char *err, size_t err_len) {
+// config_load's body; with `text`, that text is parsed instead of the file and `path`
+// only names it in messages.
+static int load_impl(dpo_config_t *cfg, const char *path, const char *text, int n_overrides,
+                     char **overrides, char *err, size_t err_len) {
     char local_err[512];
     if (!err || !err_len) {
         err = local_err;
@@ -1236,12 +1318,19 @@ int config_load(dpo_config_t *cfg, const char *path, int n_overrides, char **ove
     L->err = err;
     L->err_len = err_len;
     L->overrides = overrides;
+    L->text = text;
     config_defaults(cfg);
 
     int rc = -1;
     config_t lc;
     config_init(&lc);
-    if (path && *path) {
+    if (text) {
+        if (!config_read_string(&lc, text)) {
+            errf(err, err_len, "%s:%d: %s", path, config_error_line(&lc), config_error_text(&lc));
+            goto out;
+        }
+        if (apply_group(L, config_root_setting(&lc), "", path)) goto out;
+    } else if (path && *path) {
         FILE *f = fopen(path, "r");
         if (!f) {
             errf(err, err_len, "cannot open config file '%s': %s", path, strerror(errno));
@@ -1281,14 +1370,16 @@ int config_load(dpo_config_t *cfg, const char *path, int n_overrides, char **ove
         if (apply_override(L, overrides[i], i)) goto out;
 
     // one weight per loss: all 1 unless given
+    dpo_loss_params_t *lp = &cfg->loss;
     if (!L->weights_set) {
-        memset(cfg->loss_weights, 0, sizeof cfg->loss_weights);
-        for (int i = 0; i < cfg->n_loss_types; i++) cfg->loss_weights[i] = 1.0f;
-    } else if (L->n_weights != cfg->n_loss_types) {
+        float w = find_key("dpo.loss_weights")->def_f;
+        memset(lp->loss_weights, 0, sizeof lp->loss_weights);
+        for (int i = 0; i < lp->n_loss_types; i++) lp->loss_weights[i] = w;
+    } else if (L->n_weights != lp->n_loss_types) {
         errf(err, err_len, "dpo.loss_weights: has %d entr%s but dpo.loss_type names %d loss%s "
              "(give one weight per loss, or leave dpo.loss_weights out for all 1)",
-             L->n_weights, L->n_weights == 1 ? "y" : "ies", cfg->n_loss_types,
-             cfg->n_loss_types == 1 ? "" : "es");
+             L->n_weights, L->n_weights == 1 ? "y" : "ies", lp->n_loss_types,
+             lp->n_loss_types == 1 ? "" : "es");
         prefix_origin(L, "dpo.loss_weights");
         goto out;
     }
@@ -1305,6 +1396,17 @@ out:
     config_destroy(&lc);
     free(L);
     return rc;
+}
+
+int config_load(dpo_config_t *cfg, const char *path, int n_overrides, char **overrides,
+                char *err, size_t err_len) {
+    return load_impl(cfg, path, NULL, n_overrides, overrides, err, err_len);
+}
+
+int config_load_string(dpo_config_t *cfg, const char *text, const char *name, char *err,
+                       size_t err_len) {
+    return load_impl(cfg, name ? name : "(configuration text)", text ? text : "", 0, NULL, err,
+                     err_len);
 }
 
 // ---------------------------------------------------------------------------------
@@ -1328,29 +1430,29 @@ static void write_value(const dpo_config_t *c, const cfg_key_t *k, FILE *f) {
     case K_STR:
         if (quote_into(buf, sizeof buf, (const char *)cfield(c, k)) == 0) fputs(buf, f);
         break;
-    case K_SCHED:
-        fprintf(f, "\"%s\"",
-                (int)c->sched_type >= 0 && (int)c->sched_type < N_SCHED ? SCHED_NAMES[c->sched_type]
-                                                                          : "invalid");
+    case K_ENUM: {
+        int e = *(const int *)cfield(c, k);
+        fprintf(f, "\"%s\"", e >= 0 && e < k->choices->count ? k->choices->names[e] : "invalid");
         break;
+    }
     case K_LOSSES:
         fputc('[', f);
-        for (int i = 0; i < c->n_loss_types && i < DPO_MAX_LOSS_TYPES; i++)
-            fprintf(f, "%s\"%s\"", i ? ", " : "", loss_type_name(c->loss_type[i]));
+        for (int i = 0; i < c->loss.n_loss_types && i < DPO_MAX_LOSS_TYPES; i++)
+            fprintf(f, "%s\"%s\"", i ? ", " : "", loss_type_name(c->loss.loss_type[i]));
         fputc(']', f);
         break;
     case K_WEIGHTS:
         fputc('[', f);
-        for (int i = 0; i < c->n_loss_types && i < DPO_MAX_LOSS_TYPES; i++) {
-            fmt_float(buf, sizeof buf, c->loss_weights[i]);
+        for (int i = 0; i < c->loss.n_loss_types && i < DPO_MAX_LOSS_TYPES; i++) {
+            fmt_float(buf, sizeof buf, c->loss.loss_weights[i]);
             fprintf(f, "%s%s", i ? ", " : "", buf);
         }
         fputc(']', f);
         break;
     case K_BETAS: {
         char b2[48];
-        fmt_float(buf, sizeof buf, c->beta1);
-        fmt_float(b2, sizeof b2, c->beta2);
+        fmt_float(buf, sizeof buf, c->optim.beta1);
+        fmt_float(b2, sizeof b2, c->optim.beta2);
         fprintf(f, "[%s, %s]", buf, b2);
         break;
     }
@@ -1412,33 +1514,119 @@ char *config_to_string(const dpo_config_t *cfg) {
     return buf;
 }
 
+static const char *kind_name(kind_t k) {
+    switch (k) {
+    case K_INT: return "int";
+    case K_U64: return "uint64";
+    case K_FLOAT: return "float";
+    case K_BOOL: return "bool";
+    case K_STR: return "string";
+    case K_ENUM: return "enum";
+    case K_LOSSES: return "loss list";
+    case K_WEIGHTS: return "float list";
+    case K_BETAS: return "2 floats";
+    }
+    return "?";
+}
+
+void config_write_keys(FILE *f) {
+    dpo_config_t d;
+    config_defaults(&d);
+    for (int i = 0; i < NKEYS; i++) {
+        const cfg_key_t *k = &KEYS[i];
+        fprintf(f, "%s (%s) = ", k->path, kind_name(k->kind));
+        write_value(&d, k, f);
+        if (k->kind == K_ENUM) {
+            char ch[256];
+            choices_text(k->choices, ch, sizeof ch);
+            fprintf(f, "; %s", ch);
+        } else if (k->range) {
+            char rt[160];
+            range_text(k, rt, sizeof rt);
+            fprintf(f, "; must %s", rt);
+        }
+        fprintf(f, "; %s\n", k->doc ? k->doc : "");
+    }
+}
+
 // ---------------------------------------------------------------------------------
 // Rank 0 loads, everyone receives
 // ---------------------------------------------------------------------------------
+
+// Every rank gets rank 0's status and message; on failure each rank that failed has
+// printed nothing yet: rank 0 prints the message (or the first failing rank does, when
+// rank 0 succeeded), and every rank exits 1 after MPI_Finalize.
+static void exit_if_failed(bool mpi, int rank, int my_status, const char *my_msg) {
+    int any = my_status != 0, first = my_status != 0 ? rank : INT_MAX;
+    if (mpi) {
+        int in[2] = {any, first}, out[2];
+        MPI_Allreduce(&in[0], &out[0], 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+        MPI_Allreduce(&in[1], &out[1], 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
+        any = out[0];
+        first = out[1];
+    }
+    if (!any) return;
+    if (rank == first) {
+        fflush(stdout);
+        fprintf(stderr, "dpo_hpc: error: %s\n", my_msg);
+        fflush(stderr);
+    }
+    if (mpi) MPI_Finalize();
+    exit(1);
+}
 
 void config_load_bcast(dpo_config_t *cfg, const char *path, int n_overrides, char **overrides) {
     int initialized = 0, finalized = 0;
     MPI_Initialized(&initialized);
     MPI_Finalized(&finalized);
     bool mpi = initialized && !finalized;
-    int rank = 0;
-    if (mpi) MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-
-    struct {
-        int status;
-        char msg[2048];
-    } st;
-    memset(&st, 0, sizeof st);
-    if (rank == 0) st.status = config_load(cfg, path, n_overrides, overrides, st.msg, sizeof st.msg);
-    if (mpi) MPI_Bcast(&st, (int)sizeof st, MPI_BYTE, 0, MPI_COMM_WORLD);
-    if (st.status != 0) {
-        if (rank == 0) {
-            fflush(stdout);
-            fprintf(stderr, "dpo_hpc: error: %s\n", st.msg);
-            fflush(stderr);
-        }
-        if (mpi) MPI_Finalize();
-        exit(1);
+    int rank = 0, size = 1;
+    if (mpi) {
+        MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+        MPI_Comm_size(MPI_COMM_WORLD, &size);
     }
-    if (mpi) MPI_Bcast(cfg, (int)sizeof *cfg, MPI_BYTE, 0, MPI_COMM_WORLD);
+
+    // rank 0 loads and validates; its failure is everyone's
+    char msg[2048] = "";
+    int status = 0;
+    if (rank == 0) status = config_load(cfg, path, n_overrides, overrides, msg, sizeof msg);
+    exit_if_failed(mpi, rank, status, msg);
+    if (!mpi || size == 1) return;
+
+    // then its configuration travels as text, which every other rank parses back
+    char *text = NULL;
+    long long len = 0;
+    if (rank == 0) {
+        text = config_to_string(cfg);
+        len = text ? (long long)strlen(text) + 1 : -1;
+    }
+    MPI_Bcast(&len, 1, MPI_LONG_LONG, 0, MPI_COMM_WORLD);
+    if (len < 0 || len > INT_MAX) {
+        snprintf(msg, sizeof msg, "cannot write the configuration as text for the other ranks");
+        exit_if_failed(mpi, rank, 1, msg);  // (every rank fails here)
+    }
+    if (rank != 0) text = malloc((size_t)len);
+    status = text ? 0 : -1;
+    if (!text) snprintf(msg, sizeof msg, "rank %d: out of memory for the configuration", rank);
+    exit_if_failed(mpi, rank, status, msg);
+    MPI_Bcast(text, (int)len, MPI_CHAR, 0, MPI_COMM_WORLD);
+    if (rank != 0) {
+        char name[64];
+        snprintf(name, sizeof name, "(configuration from rank 0)");
+        char err[1800];
+        status = config_load_string(cfg, text, name, err, sizeof err);
+        if (status)
+            snprintf(msg, sizeof msg, "rank %d: the configuration broadcast by rank 0 does not "
+                     "load: %s", rank, err);
+        // and it reads back to the same text
+        char *again = status ? NULL : config_to_string(cfg);
+        if (!status && (!again || strcmp(again, text) != 0)) {
+            status = -1;
+            snprintf(msg, sizeof msg, "rank %d: the configuration broadcast by rank 0 does not "
+                     "read back to the same text", rank);
+        }
+        free(again);
+    }
+    free(text);
+    exit_if_failed(mpi, rank, status, msg);
 }

@@ -20,19 +20,19 @@ static double pref_loss_of_h(dpo_loss_type_t type, double h, double beta, double
                              double *dl_dh) {
     double x = beta * h;
     switch (type) {
-    case LOSS_SIGMOID: {
+    case DPO_LOSS_SIGMOID: {
         // -(1-ls) logσ(x) - ls logσ(-x); d/dx = -(1-ls) σ(-x) + ls σ(x)
         double l = -(1.0 - ls) * dpo_log_sigmoid(x) - ls * dpo_log_sigmoid(-x);
         *dl_dh = beta * (-(1.0 - ls) * dpo_sigmoid(-x) + ls * dpo_sigmoid(x));
         return l;
     }
-    case LOSS_IPO: {
+    case DPO_LOSS_IPO: {
         // (h - 1/(2β))²; d/dh = 2 (h - 1/(2β))
         double r = h - 1.0 / (2.0 * beta);
         *dl_dh = 2.0 * r;
         return r * r;
     }
-    case LOSS_HINGE: {
+    case DPO_LOSS_HINGE: {
         // max(0, 1 - x); subgradient 0 at and beyond the kink
         double r = 1.0 - x;
         if (r > 0.0) {
@@ -42,7 +42,7 @@ static double pref_loss_of_h(dpo_loss_type_t type, double h, double beta, double
         *dl_dh = 0.0;
         return 0.0;
     }
-    case LOSS_ROBUST: {
+    case DPO_LOSS_ROBUST: {
         // (-(1-ls) logσ(x) + ls logσ(-x)) / (1 - 2ls);
         // d/dx = (-(1-ls) σ(-x) - ls σ(x)) / (1 - 2ls)
         double den = 1.0 - 2.0 * ls;
@@ -56,7 +56,7 @@ static double pref_loss_of_h(dpo_loss_type_t type, double h, double beta, double
     }
 }
 
-double loss_pair(const dpo_config_t *cfg, const dpo_pair_logps_t *p, double *d_chosen,
+double loss_pair(const dpo_loss_params_t *cfg, const dpo_pair_logps_t *p, double *d_chosen,
                  double *d_rejected, dpo_loss_stats_t *st) {
     const double beta = (double)cfg->beta;
     const double ls = (double)cfg->label_smoothing;
@@ -71,8 +71,8 @@ double loss_pair(const dpo_config_t *cfg, const dpo_pair_logps_t *p, double *d_c
         dpo_loss_type_t type = cfg->loss_type[k];
         double w = (double)cfg->loss_weights[k];
         // IPO always on length-averaged log-probs (TRL); the others follow the switch.
-        bool avg = type == LOSS_IPO || cfg->preference_average_log_probs;
-        if (type == LOSS_IPO) any_ipo = true;
+        bool avg = type == DPO_LOSS_IPO || cfg->preference_average_log_probs;
+        if (type == DPO_LOSS_IPO) any_ipo = true;
         double ac = avg ? len_c : 1.0, ar = avg ? len_r : 1.0;
         double h = (p->policy_chosen / ac - p->policy_rejected / ar) - (ref_c / ac - ref_r / ar);
         double dl_dh;

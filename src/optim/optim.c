@@ -58,12 +58,12 @@ static bool shard_part(const dpo_optim_t *o, const dpo_tensor_t *t, size_t *lo, 
 //   cosine:   lr · (r + (1 - r) · 0.5 · (1 + cos(π p)))
 // p reaches 1 (lr · r) at step == total_steps, one past the last step taken;
 // total_steps <= W gives p = 1 after the warmup.
-float optim_lr(const dpo_config_t *cfg, int64_t step, int64_t total_steps) {
+float optim_lr(const dpo_optim_params_t *cfg, int64_t step, int64_t total_steps) {
     const double lr = (double)cfg->lr;
     const int64_t w = cfg->warmup_steps > 0 ? cfg->warmup_steps : 0;
     if (step < 0) step = 0;
     if (step < w) return (float)(lr * (double)(step + 1) / (double)w);
-    if (cfg->sched_type == SCHED_CONSTANT) return (float)lr;
+    if (cfg->sched_type == DPO_SCHED_CONSTANT) return (float)lr;
 
     const double r = (double)cfg->min_lr_ratio;
     const int64_t decay = total_steps - w;
@@ -71,9 +71,9 @@ float optim_lr(const dpo_config_t *cfg, int64_t step, int64_t total_steps) {
     if (p < 0.0) p = 0.0;
     if (p > 1.0) p = 1.0;
     double f;
-    if (cfg->sched_type == SCHED_LINEAR) {
+    if (cfg->sched_type == DPO_SCHED_LINEAR) {
         f = 1.0 - (1.0 - r) * p;
-    } else {  // SCHED_COSINE
+    } else {  // DPO_SCHED_COSINE
         f = r + (1.0 - r) * 0.5 * (1.0 + cos(OPTIM_PI * p));
     }
     return (float)(lr * f);
@@ -123,7 +123,7 @@ double optim_global_grad_norm(const dpo_optim_t *o, const dpo_model_t *model) {
     return sqrt(sums[0] + sums[1]);
 }
 
-void optim_step(dpo_optim_t *o, dpo_model_t *model, const dpo_config_t *cfg, float lr,
+void optim_step(dpo_optim_t *o, dpo_model_t *model, const dpo_optim_params_t *cfg, float lr,
                 double grad_norm) {
     const dpo_layout_t *lay = &model->layout;
     const dpo_backend_t *be = model->be;

@@ -139,9 +139,9 @@ static const dpo_backend_t *open_cuda(const dpo_config_t *cfg, dpo_mesh_t *mesh,
              n, mesh->local_size, n);
     all_ok_or_die(mesh, other < 0, msg);
 
-    dpo_matmul_precision_t prec = strcmp(cfg->matmul_precision, "fp32") == 0   ? DPO_MATMUL_FP32
-                                  : strcmp(cfg->matmul_precision, "tf32") == 0 ? DPO_MATMUL_TF32
-                                                                               : DPO_MATMUL_BF16;
+    dpo_matmul_precision_t prec = cfg->matmul_precision == DPO_CFG_MATMUL_FP32   ? DPO_MATMUL_FP32
+                                  : cfg->matmul_precision == DPO_CFG_MATMUL_TF32 ? DPO_MATMUL_TF32
+                                                                                 : DPO_MATMUL_BF16;
     char err[512] = "";
     const dpo_backend_t *be = backend_cuda_open(ordinal, prec, err, sizeof err);
     snprintf(msg, sizeof msg, "cluster.backend = \"cuda\": CUDA device %d on %s: %s", ordinal,
@@ -151,7 +151,7 @@ static const dpo_backend_t *open_cuda(const dpo_config_t *cfg, dpo_mesh_t *mesh,
     mesh_enable_nccl(mesh, dpo_cuda_stream_handle());
     snprintf(desc, desc_len, ", CUDA device %d of %d (%s, PCI %04x:%02x:%02x), matmul %s", ordinal,
              n, prop.name, prop.pciDomainID, prop.pciBusID, prop.pciDeviceID,
-             cfg->matmul_precision);
+             cfg_matmul_name(cfg->matmul_precision));
     return be;
 #endif
 }
@@ -264,9 +264,9 @@ int main(int argc, char **argv) {
     backend_cpu_set_threads(threads);
 
     log_info("%s: %d rank(s) = %d tensor-parallel x %d data-parallel, backend %s", dpo_producer(),
-             world, mesh.tp_size, mesh.dp_size, cfg.backend);
+             world, mesh.tp_size, mesh.dp_size, backend_kind_name(cfg.backend));
     // Device binding: one device per node-local rank (a GPU, or a share of the node's cores).
-    bool cuda = strcmp(cfg.backend, "cuda") == 0;
+    bool cuda = cfg.backend == DPO_BACKEND_CUDA;
     char device[384] = "";
     const dpo_backend_t *be = cuda ? open_cuda(&cfg, &mesh, device, sizeof device) : backend_cpu();
     char host[256] = "";

@@ -298,7 +298,7 @@ static void read_batch(trainer_t *t, const dpo_split_t *s, const int64_t *idx, i
 // Reference log-prob sums of the batch's sequences into t->ref_logps.
 static void reference_logps(trainer_t *t) {
     const dpo_batch_t *b = &t->batch;
-    if (t->cfg->reference_free) {
+    if (t->cfg->loss.reference_free) {
         for (int s = 0; s < b->n_seq; s++) t->ref_logps[s] = 0.0;
     } else if (t->cfg->precomputed_reference_logprobs) {
         for (int s = 0; s < b->n_seq; s++) t->ref_logps[s] = (double)b->ref_logps[s];
@@ -322,7 +322,7 @@ static void batch_loss(trainer_t *t, double norm, dpo_loss_stats_t *st) {
             .n_rejected = b->n_completion[r],
         };
         double dc, dr;
-        loss_pair(t->cfg, &pl, &dc, &dr, st);
+        loss_pair(&t->cfg->loss, &pl, &dc, &dr, st);
         t->dseq[c] = dc / norm;
         t->dseq[r] = dr / norm;
         st->tokens += (double)(b->cu_seqlens[r + 1] - b->cu_seqlens[c]);
@@ -338,7 +338,7 @@ static void validate_split(trainer_t *t, int vi, dpo_loss_stats_t *st) {
     int64_t n = s->n_pairs;
     if (t->cfg->val_max_pairs > 0 && n > t->cfg->val_max_pairs) n = t->cfg->val_max_pairs;
     int mb = t->val_micro, dp = t->mesh->dp_size;
-    bool compute_ref = !t->cfg->reference_free && !t->cfg->precomputed_reference_logprobs;
+    bool compute_ref = !t->cfg->loss.reference_free && !t->cfg->precomputed_reference_logprobs;
     bool fill_cache = false;
     if (compute_ref && !t->val_ref_cache[vi]) {
         // The reference is frozen: its validation log-probs are computed once.
@@ -469,11 +469,11 @@ static void train_step(trainer_t *t, const test_faults_t *tf, dpo_loss_stats_t *
     bool bad = !isfinite(*grad_norm) || !isfinite(st->loss);
     double flag = bad ? (double)(mesh->world_size - mesh->world_rank) : 0.0;
     comm_allreduce_f64(mesh, GROUP_WORLD, &flag, 1, REDUCE_MAX);
-    *lr = optim_lr(cfg, t->st.step, t->total_steps);
+    *lr = optim_lr(&cfg->optim, t->st.step, t->total_steps);
     *skipped = false;
     if (flag > 0.0) {
         int who = mesh->world_size - (int)flag;
-        bool skip = strcmp(cfg->nonfinite_policy, "skip") == 0;
+        bool skip = cfg->nonfinite_policy == DPO_NONFINITE_SKIP;
         if (skip && t->consecutive_skips >= cfg->max_skipped_steps)
             dpo_fatal_all("step %lld: non-finite loss or gradient norm (first seen on rank %d) "
                           "after %d consecutive skipped steps (dpo.max_skipped_steps = %d); "
@@ -493,7 +493,7 @@ static void train_step(trainer_t *t, const test_faults_t *tf, dpo_loss_stats_t *
         *skipped = true;
     } else {
         t->consecutive_skips = 0;
-        optim_step(&t->opt, &t->policy, cfg, *lr, *grad_norm);
+        optim_step(&t->opt, &t->policy, &cfg->optim, *lr, *grad_norm);
     }
     // A skipped step still moves the step counter (and with it the schedule) and the data.
     t->st.step++;
@@ -570,7 +570,7 @@ static void print_banner(const trainer_t *t) {
              (long long)t->steps_per_epoch, (long long)t->total_steps);
     log_info("batch: %d pairs/step = %d micro x %d accumulation x %d data-parallel; reference: %s",
              cfg->train_global_batch_size, t->micro, t->accum, t->mesh->dp_size,
-             cfg->reference_free ? "none (reference-free)"
+             cfg->loss.reference_free ? "none (reference-free)"
              : cfg->precomputed_reference_logprobs ? "precomputed log-probs from the dataset"
                                                    : t->ref_identity);
     if (t->opt.sharded)
@@ -595,7 +595,7 @@ static void setup_reference(trainer_t *t) {
             dpo_fatal_all("dpo.precomputed_reference_logprobs: %s stores log-probs of \"%s\", but this "
                       "run's reference is \"%s\"", cfg->dataset_path, t->ds.reference_model,
                       t->ref_identity);
-    } else if (!cfg->reference_free) {
+    } else if (!cfg->loss.reference_free) {
         // The reference is the initial policy (or dpo.reference_model), loaded before any
         // resume so that it stays the frozen starting point.
         make_model(t, &t->ref, cfg->reference_model[0] ? cfg->reference_model : cfg->model_name,
@@ -739,7 +739,7 @@ int trainer_precompute_reference(const dpo_config_t *cfg, const dpo_mesh_t *mesh
     trainer_t t;
     char err[ERR_LEN];
     trainer_setup(&t, cfg, mesh, be, false);
-    if (cfg->reference_free) dpo_fatal_all("dpo.reference_free = true: there is no reference to precompute");
+    if (cfg->loss.reference_free) dpo_fatal_all("dpo.reference_free = true: there is no reference to precompute");
     make_model(&t, &t.ref, cfg->reference_model[0] ? cfg->reference_model : cfg->model_name, false);
     t.have_ref_model = true;
     log_info("precomputing reference log-probs of %s with %s", cfg->dataset_path, t.ref_identity);
