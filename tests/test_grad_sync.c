@@ -120,7 +120,7 @@ static void test_frozen(const dpo_mesh_t *mesh) {
     optim_init(&o, &part, 0);
     CHECK(o.n == lp->n_trainable);
     float *before = host_copy(&part, part.params, lp->n_params);
-    dpo_config_t cfg;
+    dpo_optim_params_t cfg;
     memset(&cfg, 0, sizeof cfg);
     cfg.beta1 = 0.9f;
     cfg.beta2 = 0.999f;
