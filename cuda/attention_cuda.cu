@@ -38,6 +38,7 @@
 
 #include "attention_cuda.cuh"
 #include "cuda_util.cuh"
+#include "dpo/math_shared.h"
 
 namespace {
 
@@ -240,7 +241,7 @@ __global__ void __launch_bounds__(kThreads)
 #pragma unroll
             for (int b = 0; b < RK; b++) {
                 const int j = j0 + tx + 16 * b;
-                x[b] = (j <= p && j < klen) ? s[a][b] * scale : -INFINITY;
+                x[b] = (j < klen && dpo_attn_visible(p, j)) ? s[a][b] * scale : -INFINITY;
                 mt = fmaxf(mt, x[b]);
             }
             mt = half_warp_max(mt);
@@ -373,7 +374,7 @@ __global__ void __launch_bounds__(kThreads)
 #pragma unroll
                 for (int c = 0; c < R; c++) {
                     const int ir = tx + 16 * c;
-                    const bool ok = jr < kn && ir < qn && j0 + jr <= i0 + ir;
+                    const bool ok = jr < kn && ir < qn && dpo_attn_visible(i0 + ir, j0 + jr);
                     const float p = ok ? expf(st[a][c] * scale - lse_s[ir]) : 0.0f;
                     const float ds = ok ? p * (dpt[a][c] - del_s[ir]) * scale : 0.0f;
                     Ps[jr * (B + 1) + ir] = p;
@@ -463,7 +464,7 @@ __global__ void __launch_bounds__(kThreads)
 #pragma unroll
             for (int c = 0; c < R; c++) {
                 const int jr = tx + 16 * c;
-                const bool ok = jr < kn && ir < qn && j0 + jr <= i0 + ir;
+                const bool ok = jr < kn && ir < qn && dpo_attn_visible(i0 + ir, j0 + jr);
                 const float p = ok ? expf(st[a][c] * scale - lr[a]) : 0.0f;
                 dSs[ir * (B + 1) + jr] = ok ? p * (dpt[a][c] - dr[a]) * scale : 0.0f;
             }
@@ -501,7 +502,8 @@ void check_shape(const char *what, int H, int Hkv, int D) {
     if (D <= 0 || D > 256) dpo_fatal("cuda %s: head dim %d unsupported (1..256)", what, D);
 }
 
-// Kernels above 48 KiB of dynamic shared memory must opt in, once per kernel.
+// Kernels above 48 KiB of dynamic shared memory must opt in, once per kernel and
+// device: *done is the instance's flag for that kernel (dpo_cuda_ctx_t).
 template <typename K>
 void allow_smem(K kernel, size_t bytes, bool *done) {
     if (*done) return;
@@ -519,30 +521,32 @@ int32_t *tile_prefix(const int32_t *cu, int nseq, int tile, cudaStream_t st) {
     return ts;
 }
 
+// Index of a padded head dim among the instantiations (the per-instance flags).
+constexpr int dim_index(int DP) { return DP <= 16 ? 0 : DP <= 32 ? 1 : DP <= 64 ? 2 : DP <= 128 ? 3 : 4; }
+static_assert(dim_index(256) == DPO_CUDA_ATTN_DIMS - 1, "one flag per instantiation");
+
 template <int DP>
-void fwd_launch(float *out, float *lse, const float *q, const float *k, const float *v,
+void fwd_launch(dpo_cuda_ctx_t *cx, float *out, float *lse, const float *q, const float *k, const float *v,
                 const int32_t *cu, const int32_t *ts, int nseq, int T, int H, int Hkv, int D,
                 int n_cached, int past, unsigned tiles) {
     constexpr int BQ = Cfg<DP>::BQ, BK = Cfg<DP>::BK;
     constexpr size_t smem = fwd_smem_bytes<DP, BQ, BK>();
-    static bool opted = false;
-    allow_smem(attn_fwd_kernel<DP, BQ, BK>, smem, &opted);
+    allow_smem(attn_fwd_kernel<DP, BQ, BK>, smem, &cx->attn_smem_fwd[dim_index(DP)]);
     dim3 grid(tiles, (unsigned)H);
-    attn_fwd_kernel<DP, BQ, BK><<<grid, kThreads, smem, dpo_cuda_compute_stream()>>>(
+    attn_fwd_kernel<DP, BQ, BK><<<grid, kThreads, smem, cx->stream>>>(
         out, lse, q, k, v, cu, ts, nseq, T, H, Hkv, D, 1.0f / sqrtf((float)D), n_cached, past);
     DPO_CUDA_LAUNCHED();
 }
 
 template <int DP>
-void bwd_launch(float *dq, float *dk, float *dv, const float *dout, const float *lse,
+void bwd_launch(dpo_cuda_ctx_t *cx, float *dq, float *dk, float *dv, const float *dout, const float *lse,
                 const float *delta, const float *q, const float *k, const float *v,
                 const int32_t *cu, int nseq, int T, int H, int Hkv, int D) {
     constexpr int B = Cfg<DP>::B;
     constexpr size_t smem_kv = dkdv_smem_bytes<DP, B>(), smem_q = dq_smem_bytes<DP, B>();
-    static bool opted_kv = false, opted_q = false;
-    allow_smem(attn_bwd_dkdv_kernel<DP, B>, smem_kv, &opted_kv);
-    allow_smem(attn_bwd_dq_kernel<DP, B>, smem_q, &opted_q);
-    cudaStream_t st = dpo_cuda_compute_stream();
+    allow_smem(attn_bwd_dkdv_kernel<DP, B>, smem_kv, &cx->attn_smem_dkdv[dim_index(DP)]);
+    allow_smem(attn_bwd_dq_kernel<DP, B>, smem_q, &cx->attn_smem_dq[dim_index(DP)]);
+    cudaStream_t st = cx->stream;
     int32_t *ts = tile_prefix(cu, nseq, B, st);
     const float scale = 1.0f / sqrtf((float)D);
     const unsigned tiles = (unsigned)((T + B - 1) / B + nseq);   // >= sum of ceil(len/B)
@@ -558,39 +562,39 @@ void bwd_launch(float *dq, float *dk, float *dv, const float *dout, const float 
 int padded_dim(int D) { return D <= 16 ? 16 : D <= 32 ? 32 : D <= 64 ? 64 : D <= 128 ? 128 : 256; }
 
 // Runs the forward kernel instantiated for D's padded size.
-void fwd_dispatch(float *out, float *lse, const float *q, const float *k, const float *v,
+void fwd_dispatch(dpo_cuda_ctx_t *cx, float *out, float *lse, const float *q, const float *k, const float *v,
                   const int32_t *cu, const int32_t *ts, int nseq, int T, int H, int Hkv, int D,
                   int n_cached, int past, unsigned tiles) {
     switch (padded_dim(D)) {
-    case 16: fwd_launch<16>(out, lse, q, k, v, cu, ts, nseq, T, H, Hkv, D, n_cached, past, tiles); break;
-    case 32: fwd_launch<32>(out, lse, q, k, v, cu, ts, nseq, T, H, Hkv, D, n_cached, past, tiles); break;
-    case 64: fwd_launch<64>(out, lse, q, k, v, cu, ts, nseq, T, H, Hkv, D, n_cached, past, tiles); break;
-    case 128: fwd_launch<128>(out, lse, q, k, v, cu, ts, nseq, T, H, Hkv, D, n_cached, past, tiles); break;
-    default: fwd_launch<256>(out, lse, q, k, v, cu, ts, nseq, T, H, Hkv, D, n_cached, past, tiles); break;
+    case 16: fwd_launch<16>(cx, out, lse, q, k, v, cu, ts, nseq, T, H, Hkv, D, n_cached, past, tiles); break;
+    case 32: fwd_launch<32>(cx, out, lse, q, k, v, cu, ts, nseq, T, H, Hkv, D, n_cached, past, tiles); break;
+    case 64: fwd_launch<64>(cx, out, lse, q, k, v, cu, ts, nseq, T, H, Hkv, D, n_cached, past, tiles); break;
+    case 128: fwd_launch<128>(cx, out, lse, q, k, v, cu, ts, nseq, T, H, Hkv, D, n_cached, past, tiles); break;
+    default: fwd_launch<256>(cx, out, lse, q, k, v, cu, ts, nseq, T, H, Hkv, D, n_cached, past, tiles); break;
     }
 }
 
 }  // namespace
 
-void dpo_cuda_attention_fwd(float *out, float *lse, const float *q, const float *k,
+void dpo_cuda_attention_fwd_f32(dpo_cuda_ctx_t *cx, float *out, float *lse, const float *q, const float *k,
                             const float *v, const int32_t *cu_seqlens, int nseq, int T, int H,
                             int Hkv, int D) {
     check_shape("attention_fwd", H, Hkv, D);
     if (T <= 0 || nseq <= 0) return;
-    cudaStream_t st = dpo_cuda_compute_stream();
+    cudaStream_t st = cx->stream;
     const int BQ = 64;   // Cfg<DP>::BQ for every DP
     int32_t *ts = tile_prefix(cu_seqlens, nseq, BQ, st);
     const unsigned tiles = (unsigned)((T + BQ - 1) / BQ + nseq);   // >= sum of ceil(len/BQ)
-    fwd_dispatch(out, lse, q, k, v, cu_seqlens, ts, nseq, T, H, Hkv, D, 0, 0, tiles);
+    fwd_dispatch(cx, out, lse, q, k, v, cu_seqlens, ts, nseq, T, H, Hkv, D, 0, 0, tiles);
     DPO_CUDA_CHECK(cudaFreeAsync(ts, st));
 }
 
-void dpo_cuda_attention_bwd(float *dq, float *dk, float *dv, const float *dout, const float *out,
+void dpo_cuda_attention_bwd_f32(dpo_cuda_ctx_t *cx, float *dq, float *dk, float *dv, const float *dout, const float *out,
                             const float *lse, const float *q, const float *k, const float *v,
                             const int32_t *cu_seqlens, int nseq, int T, int H, int Hkv, int D) {
     check_shape("attention_bwd", H, Hkv, D);
     if (T <= 0) return;
-    cudaStream_t st = dpo_cuda_compute_stream();
+    cudaStream_t st = cx->stream;
     // Overwrite semantics: the kernels write every row of every sequence; rows of
     // no sequence (cu_seqlens[nseq] < T) must still read as zero.
     DPO_CUDA_CHECK(cudaMemsetAsync(dq, 0, (size_t)T * H * D * sizeof(float), st));
@@ -603,20 +607,20 @@ void dpo_cuda_attention_bwd(float *dq, float *dk, float *dv, const float *dout, 
                                                                              H, D);
     DPO_CUDA_LAUNCHED();
     switch (padded_dim(D)) {
-    case 16: bwd_launch<16>(dq, dk, dv, dout, lse, delta, q, k, v, cu_seqlens, nseq, T, H, Hkv, D); break;
-    case 32: bwd_launch<32>(dq, dk, dv, dout, lse, delta, q, k, v, cu_seqlens, nseq, T, H, Hkv, D); break;
-    case 64: bwd_launch<64>(dq, dk, dv, dout, lse, delta, q, k, v, cu_seqlens, nseq, T, H, Hkv, D); break;
-    case 128: bwd_launch<128>(dq, dk, dv, dout, lse, delta, q, k, v, cu_seqlens, nseq, T, H, Hkv, D); break;
-    default: bwd_launch<256>(dq, dk, dv, dout, lse, delta, q, k, v, cu_seqlens, nseq, T, H, Hkv, D); break;
+    case 16: bwd_launch<16>(cx, dq, dk, dv, dout, lse, delta, q, k, v, cu_seqlens, nseq, T, H, Hkv, D); break;
+    case 32: bwd_launch<32>(cx, dq, dk, dv, dout, lse, delta, q, k, v, cu_seqlens, nseq, T, H, Hkv, D); break;
+    case 64: bwd_launch<64>(cx, dq, dk, dv, dout, lse, delta, q, k, v, cu_seqlens, nseq, T, H, Hkv, D); break;
+    case 128: bwd_launch<128>(cx, dq, dk, dv, dout, lse, delta, q, k, v, cu_seqlens, nseq, T, H, Hkv, D); break;
+    default: bwd_launch<256>(cx, dq, dk, dv, dout, lse, delta, q, k, v, cu_seqlens, nseq, T, H, Hkv, D); break;
     }
     DPO_CUDA_CHECK(cudaFreeAsync(delta, st));
 }
 
-void dpo_cuda_attention_cached(float *out, const float *q, const float *k, const float *v, int n,
+void dpo_cuda_attention_cached_f32(dpo_cuda_ctx_t *cx, float *out, const float *q, const float *k, const float *v, int n,
                                int past, int H, int Hkv, int D) {
     check_shape("attention_cached", H, Hkv, D);
     if (n <= 0) return;
     const int BQ = 64;
-    fwd_dispatch(out, nullptr, q, k, v, nullptr, nullptr, 1, past + n, H, Hkv, D, n, past,
+    fwd_dispatch(cx, out, nullptr, q, k, v, nullptr, nullptr, 1, past + n, H, Hkv, D, n, past,
                  (unsigned)((n + BQ - 1) / BQ));
 }

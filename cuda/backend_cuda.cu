@@ -1,14 +1,20 @@
-// backend_cuda.cu — the CUDA backend: open/close (device, compute stream,
-// cuBLASLt handle and workspace), the memory ops, the cuBLASLt matmul and the ops
-// table. The other ops live in ops_cuda.cu, attention in attention_cuda.cu.
+// backend_cuda.cu — the CUDA backend: device enumeration and description, open /
+// close of an instance (device, compute stream, cuBLASLt handle, workspace, plan
+// cache, all in its dpo_cuda_ctx_t), the memory ops, the cuBLASLt matmul and the
+// ops table. The other kernels live in ops_cuda.cu, attention in attention_cuda.cu.
+// Built as libdpo_backend_cuda.so; its one exported symbol is
+// dpo_cuda_backend_entry (backend_cuda.h), which src/backend/backend_cuda_loader.c
+// looks up after dlopen.
 //
-// Everything is queued on one non-blocking compute stream, so ops are ordered
-// among themselves without events; the host waits only where it must see a
-// result (to_host, to_device, sumsq, synchronize, free).
+// Everything of an instance is queued on its one non-blocking compute stream, so
+// ops are ordered among themselves without events; the host waits only where it
+// must see a result (to_host, to_device, sumsq, synchronize, free).
 #include <cublasLt.h>
 #include <cuda_runtime.h>
 
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "attention_cuda.cuh"
@@ -35,19 +41,7 @@
 #define PLAN_SLOTS 512
 #define PLAN_MAX_FILL (PLAN_SLOTS * 3 / 4)
 
-static bool g_open = false;
-static int g_device = -1;
-static dpo_matmul_precision_t g_precision = DPO_MATMUL_BF16;
-static cudaStream_t g_stream = NULL;
-static cublasLtHandle_t g_lt = NULL;
-static void *g_workspace = NULL;   // (LT_WORKSPACE_BYTES)
-static dpo_backend_t g_table;
-
-cudaStream_t dpo_cuda_compute_stream(void) { return g_stream; }
-
-extern "C" void *dpo_cuda_stream_handle(void) { return (void *)g_stream; }
-
-extern "C" int dpo_cuda_device_count(void) {
+static int cu_device_count(void) {
     int n = 0;
     if (cudaGetDeviceCount(&n) != cudaSuccess) {
         (void)cudaGetLastError();   // clear the error so later CUDA calls start clean
@@ -56,59 +50,97 @@ extern "C" int dpo_cuda_device_count(void) {
     return n;
 }
 
+static int cu_device_info(int ordinal, dpo_cuda_device_info_t *out, char *err, size_t err_len) {
+    memset(out, 0, sizeof(*out));
+    struct cudaDeviceProp p;
+    cudaError_t e = cudaGetDeviceProperties(&p, ordinal);
+    if (e != cudaSuccess) {
+        (void)cudaGetLastError();
+        dpo_errf(err, err_len, "%s", cudaGetErrorString(e));
+        return -1;
+    }
+    snprintf(out->name, sizeof(out->name), "%s", p.name);
+    static_assert(sizeof(p.uuid.bytes) == sizeof(out->uuid), "16-byte UUID");
+    memcpy(out->uuid, p.uuid.bytes, sizeof(out->uuid));
+    out->pci_domain = p.pciDomainID;
+    out->pci_bus = p.pciBusID;
+    out->pci_device = p.pciDeviceID;
+    out->total_mem = p.totalGlobalMem;
+    return 0;
+}
+
+// Every table entry starts here: the instance behind be, with its device made
+// current for this thread (a no-op in the one-device-per-process case, where it
+// already is; cudaGetDevice reads a thread-local).
+static dpo_cuda_ctx_t *enter(const dpo_backend_t *be) {
+    dpo_cuda_ctx_t *cx = dpo_cuda_ctx(be);
+    int cur = -1;
+    if (cudaGetDevice(&cur) != cudaSuccess || cur != cx->device)
+        DPO_CUDA_CHECK(cudaSetDevice(cx->device));
+    return cx;
+}
+
 // ---------------------------------------------------------------- memory ----
 
-static void cu_alloc_fail(size_t bytes, cudaError_t e) {
+static void cu_alloc_fail(const dpo_cuda_ctx_t *cx, size_t bytes, cudaError_t e) {
     (void)cudaGetLastError();
-    dpo_fatal("backend cuda: cannot allocate %zu bytes on device %d: %s", bytes, g_device,
+    dpo_fatal("backend cuda: cannot allocate %zu bytes on device %d: %s", bytes, cx->device,
               cudaGetErrorString(e));
 }
 
-static void *cu_alloc(size_t bytes) {
+static void *cu_alloc(const dpo_backend_t *be, size_t bytes) {
+    dpo_cuda_ctx_t *cx = enter(be);
     // Whole 64-byte lines and never 0 bytes, like the CPU backend: a zero-size
     // tensor still gets a distinct non-NULL pointer.
     size_t sz = (bytes + 63) & ~(size_t)63;
     if (sz == 0) sz = 64;
     void *p = NULL;
     cudaError_t e = cudaMalloc(&p, sz);
-    if (e != cudaSuccess || !p) cu_alloc_fail(bytes, e);
-    DPO_CUDA_CHECK(cudaMemsetAsync(p, 0, sz, g_stream));   // zero-filled, ordered before any use
+    if (e != cudaSuccess || !p) cu_alloc_fail(cx, bytes, e);
+    DPO_CUDA_CHECK(cudaMemsetAsync(p, 0, sz, cx->stream));   // zero-filled, ordered before any use
     return p;
 }
 
-static void cu_free(void *p) {
+static void cu_free(const dpo_backend_t *be, void *p) {
     if (!p) return;
+    dpo_cuda_ctx_t *cx = enter(be);
     // Kernels queued earlier may still read p; cudaFree's own implicit sync is not
     // documented to cover a non-blocking stream, so wait explicitly (not hot path).
-    DPO_CUDA_CHECK(cudaStreamSynchronize(g_stream));
+    DPO_CUDA_CHECK(cudaStreamSynchronize(cx->stream));
     DPO_CUDA_CHECK(cudaFree(p));
 }
 
-static void cu_to_device(void *dst, const void *host_src, size_t bytes) {
+static void cu_to_device(const dpo_backend_t *be, void *dst, const void *host_src, size_t bytes) {
     if (!bytes) return;
-    DPO_CUDA_CHECK(cudaMemcpyAsync(dst, host_src, bytes, cudaMemcpyHostToDevice, g_stream));
+    dpo_cuda_ctx_t *cx = enter(be);
+    DPO_CUDA_CHECK(cudaMemcpyAsync(dst, host_src, bytes, cudaMemcpyHostToDevice, cx->stream));
     // The caller may reuse or free host_src as soon as we return; from pinned memory
     // the copy would still be reading it, so wait for the copy to finish.
-    DPO_CUDA_CHECK(cudaStreamSynchronize(g_stream));
+    DPO_CUDA_CHECK(cudaStreamSynchronize(cx->stream));
 }
 
-static void cu_to_host(void *host_dst, const void *src, size_t bytes) {
+static void cu_to_host(const dpo_backend_t *be, void *host_dst, const void *src, size_t bytes) {
     if (!bytes) return;
-    DPO_CUDA_CHECK(cudaMemcpyAsync(host_dst, src, bytes, cudaMemcpyDeviceToHost, g_stream));
-    DPO_CUDA_CHECK(cudaStreamSynchronize(g_stream));   // the host reads the data next
+    dpo_cuda_ctx_t *cx = enter(be);
+    DPO_CUDA_CHECK(cudaMemcpyAsync(host_dst, src, bytes, cudaMemcpyDeviceToHost, cx->stream));
+    DPO_CUDA_CHECK(cudaStreamSynchronize(cx->stream));   // the host reads the data next
 }
 
-static void cu_copy(void *dst, const void *src, size_t bytes) {
+static void cu_copy(const dpo_backend_t *be, void *dst, const void *src, size_t bytes) {
     if (!bytes) return;
-    DPO_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, g_stream));
+    dpo_cuda_ctx_t *cx = enter(be);
+    DPO_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, cx->stream));
 }
 
-static void cu_zero(void *p, size_t bytes) {
+static void cu_zero(const dpo_backend_t *be, void *p, size_t bytes) {
     if (!bytes) return;
-    DPO_CUDA_CHECK(cudaMemsetAsync(p, 0, bytes, g_stream));
+    dpo_cuda_ctx_t *cx = enter(be);
+    DPO_CUDA_CHECK(cudaMemsetAsync(p, 0, bytes, cx->stream));
 }
 
-static void cu_synchronize(void) { DPO_CUDA_CHECK(cudaStreamSynchronize(g_stream)); }
+static void cu_synchronize(const dpo_backend_t *be) {
+    DPO_CUDA_CHECK(cudaStreamSynchronize(enter(be)->stream));
+}
 
 // ---------------------------------------------------------------- matmul ----
 //
@@ -132,8 +164,14 @@ typedef struct {
     cublasLtMatmulAlgo_t algo;
 } plan_t;
 
-static plan_t g_plans[PLAN_SLOTS];
-static int g_nplans = 0;
+// The matmul state of an instance (dpo_cuda_ctx_t.mm).
+struct dpo_cuda_matmul {
+    cublasLtHandle_t lt;
+    void *workspace;   // (LT_WORKSPACE_BYTES)
+    plan_t plans[PLAN_SLOTS];
+    int nplans;
+    bool warned_fallback;   // the fp32 fallback has been reported
+};
 
 static void plan_destroy(plan_t *p) {
     if (!p->used) return;
@@ -144,9 +182,9 @@ static void plan_destroy(plan_t *p) {
     p->used = false;
 }
 
-static void plans_clear(void) {
-    for (int i = 0; i < PLAN_SLOTS; i++) plan_destroy(&g_plans[i]);
-    g_nplans = 0;
+static void plans_clear(struct dpo_cuda_matmul *mm) {
+    for (int i = 0; i < PLAN_SLOTS; i++) plan_destroy(&mm->plans[i]);
+    mm->nplans = 0;
 }
 
 static uint32_t plan_hash(const plan_key_t *k) {
@@ -165,8 +203,8 @@ static int ptr_align(const void *p) {
     return (a == 0 || low >= 256) ? 256 : (int)low;
 }
 
-static cublasComputeType_t compute_type(void) {
-    switch (g_precision) {
+static cublasComputeType_t compute_type(dpo_matmul_precision_t precision) {
+    switch (precision) {
     case DPO_MATMUL_FP32: return CUBLAS_COMPUTE_32F;
     case DPO_MATMUL_TF32: return CUBLAS_COMPUTE_32F_FAST_TF32;
     case DPO_MATMUL_BF16: return CUBLAS_COMPUTE_32F_FAST_16BF;
@@ -176,7 +214,7 @@ static cublasComputeType_t compute_type(void) {
 
 // Builds the descriptor, layouts and best algorithm of key k with compute type
 // ct. Returns false (nothing left allocated) when cuBLASLt has no algorithm.
-static bool plan_try(plan_t *p, const plan_key_t *k, cublasComputeType_t ct) {
+static bool plan_try(cublasLtHandle_t lt, plan_t *p, const plan_key_t *k, cublasComputeType_t ct) {
     cublasOperation_t opa = k->tb ? CUBLAS_OP_T : CUBLAS_OP_N;   // cuBLASLt's A = our B
     cublasOperation_t opb = k->ta ? CUBLAS_OP_T : CUBLAS_OP_N;   // cuBLASLt's B = our A
     DPO_CUBLAS_CHECK(cublasLtMatmulDescCreate(&p->desc, ct, CUDA_R_32F));
@@ -215,7 +253,7 @@ static bool plan_try(plan_t *p, const plan_key_t *k, cublasComputeType_t ct) {
     int found = 0;
     memset(&res, 0, sizeof(res));
     // NOT_SUPPORTED here means "no algorithm", which the caller handles.
-    cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(g_lt, p->desc, p->la, p->lb, p->lc, p->lc,
+    cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(lt, p->desc, p->la, p->lb, p->lc, p->lc,
                                                        pref, 1, &res, &found);
     DPO_CUBLAS_CHECK(cublasLtMatmulPreferenceDestroy(pref));
     if (st != CUBLAS_STATUS_SUCCESS && st != CUBLAS_STATUS_NOT_SUPPORTED) DPO_CUBLAS_CHECK(st);
@@ -231,16 +269,15 @@ static bool plan_try(plan_t *p, const plan_key_t *k, cublasComputeType_t ct) {
 
 // A tensor-core compute type may have no kernel for an odd layout or alignment;
 // exact fp32 always has one, so fall back to it (correct, only slower) and say so once.
-static void plan_build(plan_t *p, const plan_key_t *k) {
-    static bool warned = false;
-    cublasComputeType_t ct = compute_type();
-    if (plan_try(p, k, ct)) return;
-    if (ct != CUBLAS_COMPUTE_32F && plan_try(p, k, CUBLAS_COMPUTE_32F)) {
-        if (!warned) {
+static void plan_build(dpo_cuda_ctx_t *cx, plan_t *p, const plan_key_t *k) {
+    cublasComputeType_t ct = compute_type(cx->precision);
+    if (plan_try(cx->mm->lt, p, k, ct)) return;
+    if (ct != CUBLAS_COMPUTE_32F && plan_try(cx->mm->lt, p, k, CUBLAS_COMPUTE_32F)) {
+        if (!cx->mm->warned_fallback) {
             log_warn("backend cuda: no reduced-precision cuBLASLt kernel for matmul M=%d N=%d "
                      "K=%d (lda=%d ldb=%d ldc=%d); using fp32 for such shapes",
                      k->M, k->N, k->K, k->lda, k->ldb, k->ldc);
-            warned = true;
+            cx->mm->warned_fallback = true;
         }
         return;
     }
@@ -249,27 +286,28 @@ static void plan_build(plan_t *p, const plan_key_t *k) {
               k->M, k->N, k->K, k->ta, k->tb, k->lda, k->ldb, k->ldc);
 }
 
-static const plan_t *plan_get(const plan_key_t *k) {
+static const plan_t *plan_get(dpo_cuda_ctx_t *cx, const plan_key_t *k) {
+    struct dpo_cuda_matmul *mm = cx->mm;
     uint32_t h = plan_hash(k) & (PLAN_SLOTS - 1);
     for (int probe = 0; probe < PLAN_SLOTS; probe++) {
-        plan_t *p = &g_plans[(h + (uint32_t)probe) & (PLAN_SLOTS - 1)];
+        plan_t *p = &mm->plans[(h + (uint32_t)probe) & (PLAN_SLOTS - 1)];
         if (!p->used) break;
         if (memcmp(&p->key, k, sizeof(*k)) == 0) return p;
     }
-    if (g_nplans >= PLAN_MAX_FILL) plans_clear();   // rare: start over
+    if (mm->nplans >= PLAN_MAX_FILL) plans_clear(mm);   // rare: start over
     for (int probe = 0; probe < PLAN_SLOTS; probe++) {
-        plan_t *p = &g_plans[(h + (uint32_t)probe) & (PLAN_SLOTS - 1)];
+        plan_t *p = &mm->plans[(h + (uint32_t)probe) & (PLAN_SLOTS - 1)];
         if (p->used) continue;
-        plan_build(p, k);
-        g_nplans++;
+        plan_build(cx, p, k);
+        mm->nplans++;
         return p;
     }
     dpo_fatal("backend cuda: matmul plan cache full");   // unreachable: fill <= 3/4
 }
 
-static void cu_matmul(bool trans_a, bool trans_b, int M, int N, int K, float alpha,
-                      const float *A, int lda, const float *B, int ldb, float beta, float *C,
-                      int ldc) {
+static void matmul_f32(dpo_cuda_ctx_t *cx, bool trans_a, bool trans_b, int M, int N, int K,
+                       float alpha, const float *A, int lda, const float *B, int ldb, float beta,
+                       float *C, int ldc) {
     if (M <= 0 || N <= 0) return;
     // Row-major leading dimensions must cover the stored rows (as BLAS requires).
     int need_a = trans_a ? M : K, need_b = trans_b ? K : N;
@@ -279,7 +317,7 @@ static void cu_matmul(bool trans_a, bool trans_b, int M, int N, int K, float alp
                   M, N, K, (int)trans_a, (int)trans_b, lda, ldb, ldc);
     }
     if (K == 0 || alpha == 0.0f) {   // no product term: C = beta * C, as BLAS does
-        dpo_cuda_scale_matrix(C, M, N, ldc, beta);
+        dpo_cuda_scale_matrix_f32(cx, C, M, N, ldc, beta);
         return;
     }
     plan_key_t key;
@@ -296,130 +334,258 @@ static void cu_matmul(bool trans_a, bool trans_b, int M, int N, int K, float alp
     key.align_a = ptr_align(A);
     key.align_b = ptr_align(B);
     key.align_c = ptr_align(C);
-    const plan_t *p = plan_get(&key);
-    DPO_CUBLAS_CHECK(cublasLtMatmul(g_lt, p->desc, &alpha, B, p->la, A, p->lb, &beta, C, p->lc, C,
-                                    p->lc, &p->algo, g_workspace, LT_WORKSPACE_BYTES, g_stream));
+    const plan_t *p = plan_get(cx, &key);
+    DPO_CUBLAS_CHECK(cublasLtMatmul(cx->mm->lt, p->desc, &alpha, B, p->la, A, p->lb, &beta, C,
+                                    p->lc, C, p->lc, &p->algo, cx->mm->workspace,
+                                    LT_WORKSPACE_BYTES, cx->stream));
 }
+
+// ---------------------------------------------------------- table entries ----
+//
+// Each entry has the exact signature of its op in DPO_BACKEND_OPS (the table
+// below is built from the list, so a mismatch does not compile): it checks the
+// dtype of its buffers, makes the instance's device current and calls the fp32
+// kernel. Only fp32 kernels exist so far; another dtype is a programmer error.
+
+#define NEED_F32(op, dt) \
+    if ((dt) != DPO_F32) backend_dtype_unsupported(be, #op, (dt))
+#define F(p) ((float *)(p))
+#define CF(p) ((const float *)(p))
+
+static void cu_matmul(const dpo_backend_t *be, bool trans_a, bool trans_b, int M, int N, int K,
+                      float alpha, const void *A, dpo_dtype_t a_dtype, int lda, const void *B,
+                      dpo_dtype_t b_dtype, int ldb, float beta, void *C, dpo_dtype_t c_dtype,
+                      int ldc) {
+    NEED_F32(matmul, a_dtype);
+    NEED_F32(matmul, b_dtype);
+    NEED_F32(matmul, c_dtype);
+    matmul_f32(enter(be), trans_a, trans_b, M, N, K, alpha, CF(A), lda, CF(B), ldb, beta, F(C),
+               ldc);
+}
+static void cu_add_inplace(const dpo_backend_t *be, void *y, const void *x, size_t n,
+                           dpo_dtype_t dt) {
+    NEED_F32(add_inplace, dt);
+    dpo_cuda_add_inplace_f32(enter(be), F(y), CF(x), n);
+}
+static void cu_scale_inplace(const dpo_backend_t *be, void *x, float s, size_t n, dpo_dtype_t dt) {
+    NEED_F32(scale_inplace, dt);
+    dpo_cuda_scale_inplace_f32(enter(be), F(x), s, n);
+}
+static double cu_sumsq(const dpo_backend_t *be, const float *x, size_t n) {
+    return dpo_cuda_sumsq_f32(enter(be), x, n);
+}
+static void cu_bias_add(const dpo_backend_t *be, void *y, const void *b, int T, int N,
+                        dpo_dtype_t dt) {
+    NEED_F32(bias_add, dt);
+    dpo_cuda_bias_add_f32(enter(be), F(y), CF(b), T, N);
+}
+static void cu_bias_grad(const dpo_backend_t *be, float *db, const void *dy, int T, int N,
+                         dpo_dtype_t dt) {
+    NEED_F32(bias_grad, dt);
+    dpo_cuda_bias_grad_f32(enter(be), db, CF(dy), T, N);
+}
+static void cu_embedding_fwd(const dpo_backend_t *be, void *out, const int32_t *tokens,
+                             const void *table, int T, int C, int vstart, int V, dpo_dtype_t dt) {
+    NEED_F32(embedding_fwd, dt);
+    dpo_cuda_embedding_fwd_f32(enter(be), F(out), tokens, CF(table), T, C, vstart, V);
+}
+static void cu_embedding_bwd(const dpo_backend_t *be, float *dtable, const int32_t *tokens,
+                             const void *dout, int T, int C, int vstart, int V, dpo_dtype_t dt) {
+    NEED_F32(embedding_bwd, dt);
+    dpo_cuda_embedding_bwd_f32(enter(be), dtable, tokens, CF(dout), T, C, vstart, V);
+}
+static void cu_rmsnorm_fwd(const dpo_backend_t *be, void *out, float *rstd, const void *x,
+                           const void *w, int N, int C, float eps, dpo_dtype_t dt) {
+    NEED_F32(rmsnorm_fwd, dt);
+    dpo_cuda_rmsnorm_fwd_f32(enter(be), F(out), rstd, CF(x), CF(w), N, C, eps);
+}
+static void cu_rmsnorm_bwd(const dpo_backend_t *be, void *dx, float *dw, const void *dout,
+                           const void *x, const void *w, const float *rstd, int N, int C,
+                           dpo_dtype_t dt) {
+    NEED_F32(rmsnorm_bwd, dt);
+    dpo_cuda_rmsnorm_bwd_f32(enter(be), F(dx), dw, CF(dout), CF(x), CF(w), rstd, N, C);
+}
+static void cu_rope_fwd(const dpo_backend_t *be, void *x, const int32_t *pos, int T, int H, int D,
+                        float theta, dpo_dtype_t dt) {
+    NEED_F32(rope_fwd, dt);
+    dpo_cuda_rope_fwd_f32(enter(be), F(x), pos, T, H, D, theta);
+}
+static void cu_rope_bwd(const dpo_backend_t *be, void *dx, const int32_t *pos, int T, int H, int D,
+                        float theta, dpo_dtype_t dt) {
+    NEED_F32(rope_bwd, dt);
+    dpo_cuda_rope_bwd_f32(enter(be), F(dx), pos, T, H, D, theta);
+}
+static void cu_attention_fwd(const dpo_backend_t *be, void *out, float *lse, const void *q,
+                             const void *k, const void *v, const int32_t *cu_seqlens, int nseq,
+                             int T, int H, int Hkv, int D, dpo_dtype_t dt) {
+    NEED_F32(attention_fwd, dt);
+    dpo_cuda_attention_fwd_f32(enter(be), F(out), lse, CF(q), CF(k), CF(v), cu_seqlens, nseq, T,
+                               H, Hkv, D);
+}
+static void cu_attention_bwd(const dpo_backend_t *be, void *dq, void *dk, void *dv,
+                             const void *dout, const void *out, const float *lse, const void *q,
+                             const void *k, const void *v, const int32_t *cu_seqlens, int nseq,
+                             int T, int H, int Hkv, int D, dpo_dtype_t dt) {
+    NEED_F32(attention_bwd, dt);
+    dpo_cuda_attention_bwd_f32(enter(be), F(dq), F(dk), F(dv), CF(dout), CF(out), lse, CF(q),
+                               CF(k), CF(v), cu_seqlens, nseq, T, H, Hkv, D);
+}
+static void cu_attention_cached(const dpo_backend_t *be, void *out, const void *q, const void *k,
+                                const void *v, int n, int past, int H, int Hkv, int D,
+                                dpo_dtype_t dt) {
+    NEED_F32(attention_cached, dt);
+    dpo_cuda_attention_cached_f32(enter(be), F(out), CF(q), CF(k), CF(v), n, past, H, Hkv, D);
+}
+static void cu_swiglu_fwd(const dpo_backend_t *be, void *out, const void *gate, const void *up,
+                          size_t n, dpo_dtype_t dt) {
+    NEED_F32(swiglu_fwd, dt);
+    dpo_cuda_swiglu_fwd_f32(enter(be), F(out), CF(gate), CF(up), n);
+}
+static void cu_swiglu_bwd(const dpo_backend_t *be, void *dgate, void *dup, const void *dout,
+                          const void *gate, const void *up, size_t n, dpo_dtype_t dt) {
+    NEED_F32(swiglu_bwd, dt);
+    dpo_cuda_swiglu_bwd_f32(enter(be), F(dgate), F(dup), CF(dout), CF(gate), CF(up), n);
+}
+static void cu_gather_rows(const dpo_backend_t *be, void *dst, const void *src,
+                           const int32_t *rows, int n, int C, dpo_dtype_t dt) {
+    NEED_F32(gather_rows, dt);
+    dpo_cuda_gather_rows_f32(enter(be), F(dst), CF(src), rows, n, C);
+}
+static void cu_scatter_add_rows(const dpo_backend_t *be, void *dst, const void *src,
+                                const int32_t *rows, int n, int C, dpo_dtype_t dt) {
+    NEED_F32(scatter_add_rows, dt);
+    dpo_cuda_scatter_add_rows_f32(enter(be), F(dst), CF(src), rows, n, C);
+}
+static void cu_logprob_stats(const dpo_backend_t *be, float *row_max, float *row_sumexp,
+                             float *target_logit, const void *logits, const int32_t *targets,
+                             int n, int V, int vstart, int vocab_valid, dpo_dtype_t dt) {
+    NEED_F32(logprob_stats, dt);
+    dpo_cuda_logprob_stats_f32(enter(be), row_max, row_sumexp, target_logit, CF(logits), targets,
+                               n, V, vstart, vocab_valid);
+}
+static void cu_logprob_bwd(const dpo_backend_t *be, void *logits, const int32_t *targets,
+                           const float *lse, const float *dlogp, int n, int V, int vstart,
+                           int vocab_valid, dpo_dtype_t dt) {
+    NEED_F32(logprob_bwd, dt);
+    dpo_cuda_logprob_bwd_f32(enter(be), F(logits), targets, lse, dlogp, n, V, vstart,
+                             vocab_valid);
+}
+static void cu_adamw(const dpo_backend_t *be, float *param, const float *grad, float *m, float *v,
+                     size_t n, float lr, float beta1, float beta2, float eps, float weight_decay,
+                     float bc1, float bc2) {
+    dpo_cuda_adamw_f32(enter(be), param, grad, m, v, n, lr, beta1, beta2, eps, weight_decay, bc1,
+                       bc2);
+}
+
+#undef NEED_F32
+#undef F
+#undef CF
+
+// The table, in list order: entry cu_<op> for every op of DPO_BACKEND_OPS.
+#define CU_ENTRY_V(name, params, args, flops) cu_##name,
+#define CU_ENTRY_R(type, name, params, args, flops) cu_##name,
+static const dpo_backend_ops_t cuda_ops = {"cuda", DPO_BACKEND_OPS(CU_ENTRY_V, CU_ENTRY_R)};
+#undef CU_ENTRY_V
+#undef CU_ENTRY_R
 
 // ------------------------------------------------------------ open/close ----
 
-static void fill_table(void) {
-    memset(&g_table, 0, sizeof(g_table));
-    g_table.name = "cuda";
-    g_table.alloc = cu_alloc;
-    g_table.free = cu_free;
-    g_table.to_device = cu_to_device;
-    g_table.to_host = cu_to_host;
-    g_table.copy = cu_copy;
-    g_table.zero = cu_zero;
-    g_table.synchronize = cu_synchronize;
-    g_table.matmul = cu_matmul;
-    g_table.add_inplace = dpo_cuda_add_inplace;
-    g_table.scale_inplace = dpo_cuda_scale_inplace;
-    g_table.sumsq = dpo_cuda_sumsq;
-    g_table.bias_add = dpo_cuda_bias_add;
-    g_table.bias_grad = dpo_cuda_bias_grad;
-    g_table.embedding_fwd = dpo_cuda_embedding_fwd;
-    g_table.embedding_bwd = dpo_cuda_embedding_bwd;
-    g_table.rmsnorm_fwd = dpo_cuda_rmsnorm_fwd;
-    g_table.rmsnorm_bwd = dpo_cuda_rmsnorm_bwd;
-    g_table.rope_fwd = dpo_cuda_rope_fwd;
-    g_table.rope_bwd = dpo_cuda_rope_bwd;
-    g_table.attention_fwd = dpo_cuda_attention_fwd;
-    g_table.attention_bwd = dpo_cuda_attention_bwd;
-    g_table.attention_cached = dpo_cuda_attention_cached;
-    g_table.swiglu_fwd = dpo_cuda_swiglu_fwd;
-    g_table.swiglu_bwd = dpo_cuda_swiglu_bwd;
-    g_table.gather_rows = dpo_cuda_gather_rows;
-    g_table.scatter_add_rows = dpo_cuda_scatter_add_rows;
-    g_table.logprob_stats = dpo_cuda_logprob_stats;
-    g_table.logprob_bwd = dpo_cuda_logprob_bwd;
-    g_table.adamw = dpo_cuda_adamw;
+// Frees whatever of an instance exists (open's failure path and close).
+static void instance_free(dpo_backend_t *be) {
+    dpo_cuda_ctx_t *cx = dpo_cuda_ctx(be);
+    if (cx) {
+        if (cx->mm) {
+            plans_clear(cx->mm);
+            if (cx->mm->workspace) (void)cudaFree(cx->mm->workspace);
+            if (cx->mm->lt) (void)cublasLtDestroy(cx->mm->lt);
+            free(cx->mm);
+        }
+        dpo_cuda_ops_fini(cx);
+        if (cx->stream) (void)cudaStreamDestroy(cx->stream);
+        free(cx);
+    }
+    free(be);
 }
 
 // Records a failing CUDA call of open in err and returns false.
-static bool open_ok(cudaError_t e, const char *what, char *err, size_t err_len) {
+static bool open_ok(cudaError_t e, int ordinal, const char *what, char *err, size_t err_len) {
     if (e == cudaSuccess) return true;
     (void)cudaGetLastError();
-    dpo_errf(err, err_len, "CUDA device %d: %s failed: %s", g_device, what,
-             cudaGetErrorString(e));
+    dpo_errf(err, err_len, "CUDA device %d: %s failed: %s", ordinal, what, cudaGetErrorString(e));
     return false;
 }
 
-extern "C" const dpo_backend_t *dpo_cuda_open(int ordinal, int precision, char *err,
-                                              size_t err_len) {
+static dpo_backend_t *cu_open(int ordinal, int precision, char *err, size_t err_len) {
     if (precision != DPO_MATMUL_FP32 && precision != DPO_MATMUL_TF32 &&
         precision != DPO_MATMUL_BF16) {
         dpo_errf(err, err_len, "unknown matmul precision %d", precision);
         return NULL;
     }
-    if (g_open) {
-        if (ordinal != g_device) {
-            dpo_errf(err, err_len, "the CUDA backend is already open on device %d (asked for %d)",
-                     g_device, ordinal);
-            return NULL;
-        }
-        if ((dpo_matmul_precision_t)precision != g_precision) {
-            DPO_CUDA_CHECK(cudaStreamSynchronize(g_stream));
-            plans_clear();   // plans carry the compute type
-            g_precision = (dpo_matmul_precision_t)precision;
-        }
-        return &g_table;
-    }
-    int count = dpo_cuda_device_count();
+    int count = cu_device_count();
     if (ordinal < 0 || ordinal >= count) {
         dpo_errf(err, err_len, "CUDA device %d does not exist (this process sees %d device%s)",
                  ordinal, count, count == 1 ? "" : "s");
         return NULL;
     }
-    g_device = ordinal;
-    g_precision = (dpo_matmul_precision_t)precision;
-    if (!open_ok(cudaSetDevice(ordinal), "cudaSetDevice", err, err_len)) goto fail;
-    if (!open_ok(cudaStreamCreateWithFlags(&g_stream, cudaStreamNonBlocking), "stream creation",
-                 err, err_len))
+    dpo_backend_t *be = (dpo_backend_t *)calloc(1, sizeof(*be));
+    dpo_cuda_ctx_t *cx = (dpo_cuda_ctx_t *)calloc(1, sizeof(*cx));
+    struct dpo_cuda_matmul *mm = (struct dpo_cuda_matmul *)calloc(1, sizeof(*mm));
+    if (!be || !cx || !mm) {
+        free(be);
+        free(cx);
+        free(mm);
+        dpo_errf(err, err_len, "CUDA device %d: out of host memory", ordinal);
+        return NULL;
+    }
+    be->ops = &cuda_ops;
+    be->ctx = cx;
+    cx->device = ordinal;
+    cx->precision = (dpo_matmul_precision_t)precision;
+    cx->mm = mm;
+    if (!open_ok(cudaSetDevice(ordinal), ordinal, "cudaSetDevice", err, err_len)) goto fail;
+    if (!open_ok(cudaStreamCreateWithFlags(&cx->stream, cudaStreamNonBlocking), ordinal,
+                 "stream creation", err, err_len))
         goto fail;
     {
-        cublasStatus_t st = cublasLtCreate(&g_lt);
+        cublasStatus_t st = cublasLtCreate(&mm->lt);
         if (st != CUBLAS_STATUS_SUCCESS) {
-            g_lt = NULL;
+            mm->lt = NULL;
             dpo_errf(err, err_len, "CUDA device %d: cublasLtCreate failed: %s", ordinal,
                      cublasLtGetStatusName(st));
             goto fail;
         }
     }
-    if (!open_ok(cudaMalloc(&g_workspace, LT_WORKSPACE_BYTES), "cuBLASLt workspace allocation",
-                 err, err_len))
+    if (!open_ok(cudaMalloc(&mm->workspace, LT_WORKSPACE_BYTES), ordinal,
+                 "cuBLASLt workspace allocation", err, err_len))
         goto fail;
-    dpo_cuda_ops_init();
-    memset(g_plans, 0, sizeof(g_plans));
-    g_nplans = 0;
-    fill_table();
-    g_open = true;
-    return &g_table;
+    if (!open_ok(cudaMallocHost((void **)&cx->host_sum, sizeof(double)), ordinal,
+                 "pinned host allocation", err, err_len))
+        goto fail;
+    dpo_cuda_ops_init(cx);
+    backend_check(be);
+    return be;
 fail:
-    if (g_workspace) (void)cudaFree(g_workspace);
-    if (g_lt) (void)cublasLtDestroy(g_lt);
-    if (g_stream) (void)cudaStreamDestroy(g_stream);
-    g_workspace = NULL;
-    g_lt = NULL;
-    g_stream = NULL;
-    g_device = -1;
+    instance_free(be);
     return NULL;
 }
 
-extern "C" void dpo_cuda_close(void) {
-    if (!g_open) return;
-    DPO_CUDA_CHECK(cudaStreamSynchronize(g_stream));
-    plans_clear();
-    dpo_cuda_ops_fini();
-    DPO_CUDA_CHECK(cudaFree(g_workspace));
-    DPO_CUBLAS_CHECK(cublasLtDestroy(g_lt));
-    DPO_CUDA_CHECK(cudaStreamDestroy(g_stream));
-    g_workspace = NULL;
-    g_lt = NULL;
-    g_stream = NULL;
-    g_device = -1;
-    g_open = false;
+static void cu_close(dpo_backend_t *be) {
+    if (!be) return;
+    dpo_cuda_ctx_t *cx = enter(be);
+    DPO_CUDA_CHECK(cudaStreamSynchronize(cx->stream));
+    instance_free(be);
 }
 
-extern "C" const dpo_backend_t *dpo_cuda_table(void) { return g_open ? &g_table : NULL; }
+static void *cu_stream(const dpo_backend_t *be) { return (void *)dpo_cuda_ctx(be)->stream; }
+
+static int cu_device(const dpo_backend_t *be) { return dpo_cuda_ctx(be)->device; }
+
+static const dpo_cuda_backend_api_t cuda_api = {DPO_CUDA_BACKEND_ABI, cu_device_count,
+                                                cu_device_info,       cu_open,
+                                                cu_close,             cu_stream,
+                                                cu_device};
+
+extern "C" __attribute__((visibility("default"))) const dpo_cuda_backend_api_t *
+dpo_cuda_backend_entry(void) {
+    return &cuda_api;
+}

@@ -35,54 +35,47 @@
     for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < (size_t)(n); \
          i += (size_t)gridDim.x * blockDim.x)
 
-static inline cudaStream_t stream(void) { return dpo_cuda_compute_stream(); }
-
 // ---------------------------------------------------------------- scratch ----
 
-// One growing device buffer for temporaries. Every user is queued on the one
-// compute stream, so consecutive ops can share it without events.
-static void *g_scratch = NULL;
-static size_t g_scratch_bytes = 0;
-// Pinned host word sumsq's result comes back through (a pageable copy would add
-// a staging hop on every call).
-static double *g_host_sum = NULL;
-
-static void *scratch(size_t bytes) {
-    if (bytes <= g_scratch_bytes) return g_scratch;
-    if (g_scratch) {
+// One growing device buffer per instance for temporaries (dpo_cuda_ctx_t.scratch).
+// Every user is queued on the instance's one compute stream, so consecutive ops
+// can share it without events. sumsq's result comes back through the instance's
+// pinned host word (a pageable copy would add a staging hop on every call).
+static void *scratch(dpo_cuda_ctx_t *cx, size_t bytes) {
+    if (bytes <= cx->scratch_bytes) return cx->scratch;
+    if (cx->scratch) {
         // Kernels queued earlier may still use the old buffer.
-        DPO_CUDA_CHECK(cudaStreamSynchronize(stream()));
-        DPO_CUDA_CHECK(cudaFree(g_scratch));
-        g_scratch = NULL;
-        g_scratch_bytes = 0;
+        DPO_CUDA_CHECK(cudaStreamSynchronize(cx->stream));
+        DPO_CUDA_CHECK(cudaFree(cx->scratch));
+        cx->scratch = NULL;
+        cx->scratch_bytes = 0;
     }
     size_t want = bytes < ((size_t)1 << 20) ? ((size_t)1 << 20) : bytes;
     want = (want + 0xFFFFF) & ~(size_t)0xFFFFF;   // whole MiB: fewer regrowths
-    if (cudaMalloc(&g_scratch, want) != cudaSuccess) {
+    if (cudaMalloc(&cx->scratch, want) != cudaSuccess) {
         (void)cudaGetLastError();
-        int dev = -1;
-        (void)cudaGetDevice(&dev);
+        cx->scratch = NULL;
         dpo_fatal("backend cuda: out of memory allocating %zu bytes of scratch on device %d", want,
-                  dev);
+                  cx->device);
     }
-    g_scratch_bytes = want;
-    return g_scratch;
+    cx->scratch_bytes = want;
+    return cx->scratch;
 }
 
 // Offsets into the scratch buffer, each rounded up to 256 bytes (cudaMalloc's
 // alignment, which CUB and vector loads expect).
 static size_t align256(size_t x) { return (x + 255) & ~(size_t)255; }
 
-void dpo_cuda_ops_init(void) {
-    if (!g_host_sum) DPO_CUDA_CHECK(cudaMallocHost((void **)&g_host_sum, sizeof(double)));
+void dpo_cuda_ops_init(dpo_cuda_ctx_t *cx) {
+    if (!cx->host_sum) DPO_CUDA_CHECK(cudaMallocHost((void **)&cx->host_sum, sizeof(double)));
 }
 
-void dpo_cuda_ops_fini(void) {
-    if (g_scratch) DPO_CUDA_CHECK(cudaFree(g_scratch));
-    if (g_host_sum) DPO_CUDA_CHECK(cudaFreeHost(g_host_sum));
-    g_scratch = NULL;
-    g_scratch_bytes = 0;
-    g_host_sum = NULL;
+void dpo_cuda_ops_fini(dpo_cuda_ctx_t *cx) {
+    if (cx->scratch) DPO_CUDA_CHECK(cudaFree(cx->scratch));
+    if (cx->host_sum) DPO_CUDA_CHECK(cudaFreeHost(cx->host_sum));
+    cx->scratch = NULL;
+    cx->scratch_bytes = 0;
+    cx->host_sum = NULL;
 }
 
 // ------------------------------------------------------------- reductions ----
@@ -159,7 +152,7 @@ static __global__ void colsum_finish_kernel(float *out, const double *part, int 
 }
 
 template <class F>
-static void colsum_add(float *out, F f, int nrows, int ncols) {
+static void colsum_add(dpo_cuda_ctx_t *cx, float *out, F f, int nrows, int ncols) {
     if (nrows <= 0 || ncols <= 0) return;
     int gx = (ncols + CS_COLS - 1) / CS_COLS;
     int want = (CS_TARGET_BLOCKS + gx - 1) / gx;                 // chunks for ~256 blocks
@@ -170,11 +163,11 @@ static void colsum_add(float *out, F f, int nrows, int ncols) {
     int rpc = (nrows + nchunks - 1) / nchunks;
     nchunks = (nrows + rpc - 1) / rpc;                           // no empty chunk
     // part (nchunks, ncols)
-    double *part = (double *)scratch((size_t)nchunks * ncols * sizeof(double));
+    double *part = (double *)scratch(cx, (size_t)nchunks * ncols * sizeof(double));
     dim3 grid((unsigned)gx, (unsigned)nchunks), block(CS_COLS, CS_ROWS);
-    colsum_partial_kernel<<<grid, block, 0, stream()>>>(part, f, nrows, ncols, rpc);
+    colsum_partial_kernel<<<grid, block, 0, cx->stream>>>(part, f, nrows, ncols, rpc);
     DPO_CUDA_LAUNCHED();
-    colsum_finish_kernel<<<dpo_cuda_blocks((size_t)ncols, EW_THREADS), EW_THREADS, 0, stream()>>>(
+    colsum_finish_kernel<<<dpo_cuda_blocks((size_t)ncols, EW_THREADS), EW_THREADS, 0, cx->stream>>>(
         out, part, nchunks, ncols);
     DPO_CUDA_LAUNCHED();
 }
@@ -185,9 +178,9 @@ static __global__ void add_kernel(float *y, const float *x, size_t n) {
     GRID_STRIDE(i, n) y[i] += x[i];
 }
 
-void dpo_cuda_add_inplace(float *y, const float *x, size_t n) {
+void dpo_cuda_add_inplace_f32(dpo_cuda_ctx_t *cx, float *y, const float *x, size_t n) {
     if (n == 0) return;
-    add_kernel<<<dpo_cuda_blocks(n, EW_THREADS), EW_THREADS, 0, stream()>>>(y, x, n);
+    add_kernel<<<dpo_cuda_blocks(n, EW_THREADS), EW_THREADS, 0, cx->stream>>>(y, x, n);
     DPO_CUDA_LAUNCHED();
 }
 
@@ -195,9 +188,9 @@ static __global__ void scale_kernel(float *x, float s, size_t n) {
     GRID_STRIDE(i, n) x[i] *= s;
 }
 
-void dpo_cuda_scale_inplace(float *x, float s, size_t n) {
+void dpo_cuda_scale_inplace_f32(dpo_cuda_ctx_t *cx, float *x, float s, size_t n) {
     if (n == 0) return;
-    scale_kernel<<<dpo_cuda_blocks(n, EW_THREADS), EW_THREADS, 0, stream()>>>(x, s, n);
+    scale_kernel<<<dpo_cuda_blocks(n, EW_THREADS), EW_THREADS, 0, cx->stream>>>(x, s, n);
     DPO_CUDA_LAUNCHED();
 }
 
@@ -210,10 +203,10 @@ static __global__ void scale_matrix_kernel(float *C, int rows, int cols, int ldc
     }
 }
 
-void dpo_cuda_scale_matrix(float *C, int rows, int cols, int ldc, float beta) {
+void dpo_cuda_scale_matrix_f32(dpo_cuda_ctx_t *cx, float *C, int rows, int cols, int ldc, float beta) {
     if (rows <= 0 || cols <= 0 || beta == 1.0f) return;
     size_t n = (size_t)rows * cols;
-    scale_matrix_kernel<<<dpo_cuda_blocks(n, EW_THREADS), EW_THREADS, 0, stream()>>>(C, rows, cols,
+    scale_matrix_kernel<<<dpo_cuda_blocks(n, EW_THREADS), EW_THREADS, 0, cx->stream>>>(C, rows, cols,
                                                                                    ldc, beta);
     DPO_CUDA_LAUNCHED();
 }
@@ -234,30 +227,30 @@ static __global__ void sumsq_final_kernel(double *out, const double *part, unsig
     if (threadIdx.x == 0) *out = s;
 }
 
-double dpo_cuda_sumsq(const float *x, size_t n) {
+double dpo_cuda_sumsq_f32(dpo_cuda_ctx_t *cx, const float *x, size_t n) {
     if (n == 0) return 0.0;
     unsigned nb = dpo_cuda_blocks(n, ROW_THREADS);
     if (nb > SUMSQ_MAX_BLOCKS) nb = SUMSQ_MAX_BLOCKS;
-    double *part = (double *)scratch(((size_t)nb + 1) * sizeof(double));   // (nb) + result
+    double *part = (double *)scratch(cx, ((size_t)nb + 1) * sizeof(double));   // (nb) + result
     double *result = part + nb;
-    sumsq_partial_kernel<<<nb, ROW_THREADS, 0, stream()>>>(part, x, n);
+    sumsq_partial_kernel<<<nb, ROW_THREADS, 0, cx->stream>>>(part, x, n);
     DPO_CUDA_LAUNCHED();
-    sumsq_final_kernel<<<1, ROW_THREADS, 0, stream()>>>(result, part, nb);
+    sumsq_final_kernel<<<1, ROW_THREADS, 0, cx->stream>>>(result, part, nb);
     DPO_CUDA_LAUNCHED();
-    DPO_CUDA_CHECK(cudaMemcpyAsync(g_host_sum, result, sizeof(double), cudaMemcpyDeviceToHost,
-                                   stream()));
-    DPO_CUDA_CHECK(cudaStreamSynchronize(stream()));   // the host reads the value next
-    return *g_host_sum;
+    DPO_CUDA_CHECK(cudaMemcpyAsync(cx->host_sum, result, sizeof(double), cudaMemcpyDeviceToHost,
+                                   cx->stream));
+    DPO_CUDA_CHECK(cudaStreamSynchronize(cx->stream));   // the host reads the value next
+    return *cx->host_sum;
 }
 
 static __global__ void bias_add_kernel(float *y, const float *b, size_t n, int N) {
     GRID_STRIDE(i, n) y[i] += b[i % (size_t)N];
 }
 
-void dpo_cuda_bias_add(float *y, const float *b, int T, int N) {
+void dpo_cuda_bias_add_f32(dpo_cuda_ctx_t *cx, float *y, const float *b, int T, int N) {
     if (T <= 0 || N <= 0) return;
     size_t n = (size_t)T * N;   // y (T,N)
-    bias_add_kernel<<<dpo_cuda_blocks(n, EW_THREADS), EW_THREADS, 0, stream()>>>(y, b, n, N);
+    bias_add_kernel<<<dpo_cuda_blocks(n, EW_THREADS), EW_THREADS, 0, cx->stream>>>(y, b, n, N);
     DPO_CUDA_LAUNCHED();
 }
 
@@ -267,9 +260,9 @@ struct BiasGradTerm {   // dy (T,N) element as double
     __device__ double operator()(int r, int c) const { return (double)dy[(size_t)r * N + c]; }
 };
 
-void dpo_cuda_bias_grad(float *db, const float *dy, int T, int N) {
+void dpo_cuda_bias_grad_f32(dpo_cuda_ctx_t *cx, float *db, const float *dy, int T, int N) {
     BiasGradTerm f = {dy, N};
-    colsum_add(db, f, T, N);
+    colsum_add(cx, db, f, T, N);
 }
 
 // ------------------------------------------------------------- embedding ----
@@ -283,11 +276,11 @@ static __global__ void embedding_fwd_kernel(float *out, const int32_t *tokens, c
     }
 }
 
-void dpo_cuda_embedding_fwd(float *out, const int32_t *tokens, const float *table, int T, int C,
+void dpo_cuda_embedding_fwd_f32(dpo_cuda_ctx_t *cx, float *out, const int32_t *tokens, const float *table, int T, int C,
                             int vstart, int V) {
     if (T <= 0 || C <= 0) return;
     size_t n = (size_t)T * C;   // out (T,C)
-    embedding_fwd_kernel<<<dpo_cuda_blocks(n, EW_THREADS), EW_THREADS, 0, stream()>>>(
+    embedding_fwd_kernel<<<dpo_cuda_blocks(n, EW_THREADS), EW_THREADS, 0, cx->stream>>>(
         out, tokens, table, C, vstart, V, n);
     DPO_CUDA_LAUNCHED();
 }
@@ -321,7 +314,7 @@ static __global__ void embedding_runs_kernel(float *dtable, const float *dout,
     }
 }
 
-void dpo_cuda_embedding_bwd(float *dtable, const int32_t *tokens, const float *dout, int T, int C,
+void dpo_cuda_embedding_bwd_f32(dpo_cuda_ctx_t *cx, float *dtable, const int32_t *tokens, const float *dout, int T, int C,
                             int vstart, int V) {
     if (T <= 0 || C <= 0 || V <= 0) return;
     int bits = 0;   // radix bits that hold 0..V
@@ -329,19 +322,19 @@ void dpo_cuda_embedding_bwd(float *dtable, const int32_t *tokens, const float *d
     size_t temp_bytes = 0;
     DPO_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(NULL, temp_bytes, (const uint32_t *)NULL,
                                                    (uint32_t *)NULL, (const int32_t *)NULL,
-                                                   (int32_t *)NULL, T, 0, bits, stream()));
+                                                   (int32_t *)NULL, T, 0, bits, cx->stream));
     size_t kb = align256((size_t)T * sizeof(uint32_t));
     size_t vb = align256((size_t)T * sizeof(int32_t));
-    char *base = (char *)scratch(2 * kb + 2 * vb + align256(temp_bytes));
+    char *base = (char *)scratch(cx, 2 * kb + 2 * vb + align256(temp_bytes));
     uint32_t *keys_in = (uint32_t *)base, *keys_out = (uint32_t *)(base + kb);   // (T)
     int32_t *vals_in = (int32_t *)(base + 2 * kb), *vals_out = (int32_t *)(base + 2 * kb + vb);
     void *temp = base + 2 * kb + 2 * vb;
-    embedding_keys_kernel<<<dpo_cuda_blocks((size_t)T, EW_THREADS), EW_THREADS, 0, stream()>>>(
+    embedding_keys_kernel<<<dpo_cuda_blocks((size_t)T, EW_THREADS), EW_THREADS, 0, cx->stream>>>(
         keys_in, vals_in, tokens, T, vstart, V);
     DPO_CUDA_LAUNCHED();
     DPO_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(temp, temp_bytes, keys_in, keys_out, vals_in,
-                                                   vals_out, T, 0, bits, stream()));
-    embedding_runs_kernel<<<dpo_cuda_blocks((size_t)T, 1), 128, 0, stream()>>>(
+                                                   vals_out, T, 0, bits, cx->stream));
+    embedding_runs_kernel<<<dpo_cuda_blocks((size_t)T, 1), 128, 0, cx->stream>>>(
         dtable, dout, keys_out, vals_out, T, C, V);
     DPO_CUDA_LAUNCHED();
 }
@@ -363,10 +356,10 @@ static __global__ void rmsnorm_fwd_kernel(float *out, float *rstd, const float *
     }
 }
 
-void dpo_cuda_rmsnorm_fwd(float *out, float *rstd, const float *x, const float *w, int N, int C,
+void dpo_cuda_rmsnorm_fwd_f32(dpo_cuda_ctx_t *cx, float *out, float *rstd, const float *x, const float *w, int N, int C,
                           float eps) {
     if (N <= 0 || C <= 0) return;
-    rmsnorm_fwd_kernel<<<dpo_cuda_blocks((size_t)N, 1), ROW_THREADS, 0, stream()>>>(out, rstd, x,
+    rmsnorm_fwd_kernel<<<dpo_cuda_blocks((size_t)N, 1), ROW_THREADS, 0, cx->stream>>>(out, rstd, x,
                                                                                   w, N, C, eps);
     DPO_CUDA_LAUNCHED();
 }
@@ -396,14 +389,15 @@ struct RmsnormDwTerm {   // dy * x * rstd of element (n, c), as the CPU sums it
     }
 };
 
-void dpo_cuda_rmsnorm_bwd(float *dx, float *dw, const float *dout, const float *x, const float *w,
+void dpo_cuda_rmsnorm_bwd_f32(dpo_cuda_ctx_t *cx, float *dx, float *dw, const float *dout, const float *x, const float *w,
                           const float *rstd, int N, int C) {
     if (N <= 0 || C <= 0) return;
-    rmsnorm_dx_kernel<<<dpo_cuda_blocks((size_t)N, 1), ROW_THREADS, 0, stream()>>>(dx, dout, x, w,
+    rmsnorm_dx_kernel<<<dpo_cuda_blocks((size_t)N, 1), ROW_THREADS, 0, cx->stream>>>(dx, dout, x, w,
                                                                                  rstd, N, C);
     DPO_CUDA_LAUNCHED();
+    if (!dw) return;   // a frozen weight: no gradient
     RmsnormDwTerm f = {dout, x, rstd, C};
-    colsum_add(dw, f, N, C);
+    colsum_add(cx, dw, f, N, C);
 }
 
 // ------------------------------------------------------------------ RoPE ----
@@ -423,23 +417,23 @@ static __global__ void rope_kernel(float *x, const int32_t *pos, int H, int D, f
     }
 }
 
-static void rope_apply(float *x, const int32_t *pos, int T, int H, int D, float theta,
+static void rope_apply(dpo_cuda_ctx_t *cx, float *x, const int32_t *pos, int T, int H, int D, float theta,
                        float sign) {
     if (D % 2) dpo_fatal("backend cuda: rope needs an even head dim (got %d)", D);
     if (T <= 0 || H <= 0 || D <= 0) return;
     size_t n = (size_t)T * H * (D / 2);   // rotation pairs
-    rope_kernel<<<dpo_cuda_blocks(n, EW_THREADS), EW_THREADS, 0, stream()>>>(x, pos, H, D, theta,
+    rope_kernel<<<dpo_cuda_blocks(n, EW_THREADS), EW_THREADS, 0, cx->stream>>>(x, pos, H, D, theta,
                                                                            sign, n);
     DPO_CUDA_LAUNCHED();
 }
 
-void dpo_cuda_rope_fwd(float *x, const int32_t *pos, int T, int H, int D, float theta) {
-    rope_apply(x, pos, T, H, D, theta, 1.0f);
+void dpo_cuda_rope_fwd_f32(dpo_cuda_ctx_t *cx, float *x, const int32_t *pos, int T, int H, int D, float theta) {
+    rope_apply(cx, x, pos, T, H, D, theta, 1.0f);
 }
 
 // The adjoint of a rotation is its inverse: rotate by -angle.
-void dpo_cuda_rope_bwd(float *dx, const int32_t *pos, int T, int H, int D, float theta) {
-    rope_apply(dx, pos, T, H, D, theta, -1.0f);
+void dpo_cuda_rope_bwd_f32(dpo_cuda_ctx_t *cx, float *dx, const int32_t *pos, int T, int H, int D, float theta) {
+    rope_apply(cx, dx, pos, T, H, D, theta, -1.0f);
 }
 
 // ---------------------------------------------------------------- SwiGLU ----
@@ -449,9 +443,9 @@ static __global__ void swiglu_fwd_kernel(float *out, const float *gate, const fl
     GRID_STRIDE(i, n) out[i] = dpo_swiglu(gate[i], up[i]);
 }
 
-void dpo_cuda_swiglu_fwd(float *out, const float *gate, const float *up, size_t n) {
+void dpo_cuda_swiglu_fwd_f32(dpo_cuda_ctx_t *cx, float *out, const float *gate, const float *up, size_t n) {
     if (n == 0) return;
-    swiglu_fwd_kernel<<<dpo_cuda_blocks(n, EW_THREADS), EW_THREADS, 0, stream()>>>(out, gate, up,
+    swiglu_fwd_kernel<<<dpo_cuda_blocks(n, EW_THREADS), EW_THREADS, 0, cx->stream>>>(out, gate, up,
                                                                                  n);
     DPO_CUDA_LAUNCHED();
 }
@@ -461,10 +455,10 @@ static __global__ void swiglu_bwd_kernel(float *dgate, float *dup, const float *
     GRID_STRIDE(i, n) dpo_swiglu_grad(gate[i], up[i], dout[i], &dgate[i], &dup[i]);
 }
 
-void dpo_cuda_swiglu_bwd(float *dgate, float *dup, const float *dout, const float *gate,
+void dpo_cuda_swiglu_bwd_f32(dpo_cuda_ctx_t *cx, float *dgate, float *dup, const float *dout, const float *gate,
                          const float *up, size_t n) {
     if (n == 0) return;
-    swiglu_bwd_kernel<<<dpo_cuda_blocks(n, EW_THREADS), EW_THREADS, 0, stream()>>>(dgate, dup,
+    swiglu_bwd_kernel<<<dpo_cuda_blocks(n, EW_THREADS), EW_THREADS, 0, cx->stream>>>(dgate, dup,
                                                                                  dout, gate, up, n);
     DPO_CUDA_LAUNCHED();
 }
@@ -479,10 +473,10 @@ static __global__ void gather_rows_kernel(float *dst, const float *src, const in
     }
 }
 
-void dpo_cuda_gather_rows(float *dst, const float *src, const int32_t *rows, int n, int C) {
+void dpo_cuda_gather_rows_f32(dpo_cuda_ctx_t *cx, float *dst, const float *src, const int32_t *rows, int n, int C) {
     if (n <= 0 || C <= 0) return;
     size_t total = (size_t)n * C;   // dst (n,C)
-    gather_rows_kernel<<<dpo_cuda_blocks(total, EW_THREADS), EW_THREADS, 0, stream()>>>(
+    gather_rows_kernel<<<dpo_cuda_blocks(total, EW_THREADS), EW_THREADS, 0, cx->stream>>>(
         dst, src, rows, C, total);
     DPO_CUDA_LAUNCHED();
 }
@@ -496,10 +490,10 @@ static __global__ void scatter_add_rows_kernel(float *dst, const float *src, con
     }
 }
 
-void dpo_cuda_scatter_add_rows(float *dst, const float *src, const int32_t *rows, int n, int C) {
+void dpo_cuda_scatter_add_rows_f32(dpo_cuda_ctx_t *cx, float *dst, const float *src, const int32_t *rows, int n, int C) {
     if (n <= 0 || C <= 0) return;
     size_t total = (size_t)n * C;   // src (n,C)
-    scatter_add_rows_kernel<<<dpo_cuda_blocks(total, EW_THREADS), EW_THREADS, 0, stream()>>>(
+    scatter_add_rows_kernel<<<dpo_cuda_blocks(total, EW_THREADS), EW_THREADS, 0, cx->stream>>>(
         dst, src, rows, C, total);
     DPO_CUDA_LAUNCHED();
 }
@@ -528,12 +522,12 @@ static __global__ void logprob_stats_kernel(float *row_max, float *row_sumexp,
     }
 }
 
-void dpo_cuda_logprob_stats(float *row_max, float *row_sumexp, float *target_logit,
+void dpo_cuda_logprob_stats_f32(dpo_cuda_ctx_t *cx, float *row_max, float *row_sumexp, float *target_logit,
                             const float *logits, const int32_t *targets, int n, int V, int vstart,
                             int vocab_valid) {
     if (n <= 0) return;
     int nv = dpo_vocab_valid_cols(V, vstart, vocab_valid);
-    logprob_stats_kernel<<<dpo_cuda_blocks((size_t)n, 1), ROW_THREADS, 0, stream()>>>(
+    logprob_stats_kernel<<<dpo_cuda_blocks((size_t)n, 1), ROW_THREADS, 0, cx->stream>>>(
         row_max, row_sumexp, target_logit, logits, targets, n, V, vstart, nv);
     DPO_CUDA_LAUNCHED();
 }
@@ -552,14 +546,14 @@ static __global__ void logprob_bwd_kernel(float *logits, const int32_t *targets,
     }
 }
 
-void dpo_cuda_logprob_bwd(float *logits, const int32_t *targets, const float *lse,
+void dpo_cuda_logprob_bwd_f32(dpo_cuda_ctx_t *cx, float *logits, const int32_t *targets, const float *lse,
                           const float *dlogp, int n, int V, int vstart, int vocab_valid) {
     if (n <= 0 || V <= 0) return;
     int nv = dpo_vocab_valid_cols(V, vstart, vocab_valid);
     unsigned gx = dpo_cuda_blocks((size_t)V, EW_THREADS);
     if (gx > 1024u) gx = 1024u;
     unsigned gy = n < 65535 ? (unsigned)n : 65535u;   // grid.y limit
-    logprob_bwd_kernel<<<dim3(gx, gy), EW_THREADS, 0, stream()>>>(logits, targets, lse, dlogp, n,
+    logprob_bwd_kernel<<<dim3(gx, gy), EW_THREADS, 0, cx->stream>>>(logits, targets, lse, dlogp, n,
                                                                   V, vstart, nv);
     DPO_CUDA_LAUNCHED();
 }
@@ -574,10 +568,10 @@ static __global__ void adamw_kernel(float *param, const float *grad, float *m, f
     }
 }
 
-void dpo_cuda_adamw(float *param, const float *grad, float *m, float *v, size_t n, float lr,
+void dpo_cuda_adamw_f32(dpo_cuda_ctx_t *cx, float *param, const float *grad, float *m, float *v, size_t n, float lr,
                     float beta1, float beta2, float eps, float weight_decay, float bc1, float bc2) {
     if (n == 0) return;
-    adamw_kernel<<<dpo_cuda_blocks(n, EW_THREADS), EW_THREADS, 0, stream()>>>(
+    adamw_kernel<<<dpo_cuda_blocks(n, EW_THREADS), EW_THREADS, 0, cx->stream>>>(
         param, grad, m, v, n, lr, beta1, beta2, eps, weight_decay, bc1, bc2);
     DPO_CUDA_LAUNCHED();
 }

@@ -14,11 +14,12 @@
 #include <string.h>
 
 #include "dpo/backend.h"
+#include "dpo/backend_cuda.h"
 #include "testutil.h"
 
 static void *dev_copy(const dpo_backend_t *G, const void *host, size_t bytes) {
-    void *d = G->alloc(bytes);
-    G->to_device(d, host, bytes);
+    void *d = dpo_alloc(G, bytes);
+    dpo_to_device(G, d, host, bytes);
     return d;
 }
 
@@ -41,31 +42,31 @@ static void compare(const dpo_backend_t *G, const int *lens, int nseq, int H, in
     // CPU reference.
     float *out_c = malloc(nq * 4), *lse_c = malloc(nl * 4);
     float *dq_c = malloc(nq * 4), *dk_c = malloc(nkv * 4), *dv_c = malloc(nkv * 4);
-    C->attention_fwd(out_c, lse_c, q, k, v, cu, nseq, T, H, Hkv, D);
-    C->attention_bwd(dq_c, dk_c, dv_c, dout, out_c, lse_c, q, k, v, cu, nseq, T, H, Hkv, D);
+    dpo_attention_fwd(C, out_c, lse_c, q, k, v, cu, nseq, T, H, Hkv, D, DPO_F32);
+    dpo_attention_bwd(C, dq_c, dk_c, dv_c, dout, out_c, lse_c, q, k, v, cu, nseq, T, H, Hkv, D, DPO_F32);
 
     // GPU.
     float *q_d = dev_copy(G, q, nq * 4), *k_d = dev_copy(G, k, nkv * 4);
     float *v_d = dev_copy(G, v, nkv * 4), *dout_d = dev_copy(G, dout, nq * 4);
     int32_t *cu_d = dev_copy(G, cu, (size_t)(nseq + 1) * sizeof(int32_t));
-    float *out_d = G->alloc(nq * 4), *lse_d = G->alloc(nl * 4);
-    float *dq_d = G->alloc(nq * 4), *dk_d = G->alloc(nkv * 4), *dv_d = G->alloc(nkv * 4);
+    float *out_d = dpo_alloc(G, nq * 4), *lse_d = dpo_alloc(G, nl * 4);
+    float *dq_d = dpo_alloc(G, nq * 4), *dk_d = dpo_alloc(G, nkv * 4), *dv_d = dpo_alloc(G, nkv * 4);
     // Garbage in the gradients first: the op must overwrite them.
     float *junk = malloc(nq * 4);
     for (size_t i = 0; i < nq; i++) junk[i] = 1e3f;
-    G->to_device(dq_d, junk, nq * 4);
-    G->to_device(dk_d, junk, nkv * 4);
-    G->to_device(dv_d, junk, nkv * 4);
-    G->attention_fwd(out_d, lse_d, q_d, k_d, v_d, cu_d, nseq, T, H, Hkv, D);
-    G->attention_bwd(dq_d, dk_d, dv_d, dout_d, out_d, lse_d, q_d, k_d, v_d, cu_d, nseq, T, H,
-                     Hkv, D);
+    dpo_to_device(G, dq_d, junk, nq * 4);
+    dpo_to_device(G, dk_d, junk, nkv * 4);
+    dpo_to_device(G, dv_d, junk, nkv * 4);
+    dpo_attention_fwd(G, out_d, lse_d, q_d, k_d, v_d, cu_d, nseq, T, H, Hkv, D, DPO_F32);
+    dpo_attention_bwd(G, dq_d, dk_d, dv_d, dout_d, out_d, lse_d, q_d, k_d, v_d, cu_d, nseq, T, H,
+                     Hkv, D, DPO_F32);
     float *out_g = malloc(nq * 4), *lse_g = malloc(nl * 4);
     float *dq_g = malloc(nq * 4), *dk_g = malloc(nkv * 4), *dv_g = malloc(nkv * 4);
-    G->to_host(out_g, out_d, nq * 4);
-    G->to_host(lse_g, lse_d, nl * 4);
-    G->to_host(dq_g, dq_d, nq * 4);
-    G->to_host(dk_g, dk_d, nkv * 4);
-    G->to_host(dv_g, dv_d, nkv * 4);
+    dpo_to_host(G, out_g, out_d, nq * 4);
+    dpo_to_host(G, lse_g, lse_d, nl * 4);
+    dpo_to_host(G, dq_g, dq_d, nq * 4);
+    dpo_to_host(G, dk_g, dk_d, nkv * 4);
+    dpo_to_host(G, dv_g, dv_d, nkv * 4);
 
     double e_out = test_rel_err(out_g, out_c, nq), e_lse = test_rel_err(lse_g, lse_c, nl);
     double e_dq = test_rel_err(dq_g, dq_c, nq), e_dk = test_rel_err(dk_g, dk_c, nkv);
@@ -75,13 +76,13 @@ static void compare(const dpo_backend_t *G, const int *lens, int nseq, int H, in
     // cache, the remaining n rows are the new queries.
     const int t0 = cu[nseq - 1], len = lens[nseq - 1], past = len / 3, n = len - past;
     const size_t qs = (size_t)H * D, kvs = (size_t)Hkv * D;
-    float *cout_d = G->alloc((size_t)n * qs * 4), *cout_g = malloc((size_t)n * qs * 4);
+    float *cout_d = dpo_alloc(G, (size_t)n * qs * 4), *cout_g = malloc((size_t)n * qs * 4);
     float *cout_c = malloc((size_t)n * qs * 4);
-    G->attention_cached(cout_d, q_d + ((size_t)t0 + past) * qs, k_d + (size_t)t0 * kvs,
-                        v_d + (size_t)t0 * kvs, n, past, H, Hkv, D);
-    G->to_host(cout_g, cout_d, (size_t)n * qs * 4);
-    C->attention_cached(cout_c, q + ((size_t)t0 + past) * qs, k + (size_t)t0 * kvs,
-                        v + (size_t)t0 * kvs, n, past, H, Hkv, D);
+    dpo_attention_cached(G, cout_d, q_d + ((size_t)t0 + past) * qs, k_d + (size_t)t0 * kvs,
+                        v_d + (size_t)t0 * kvs, n, past, H, Hkv, D, DPO_F32);
+    dpo_to_host(G, cout_g, cout_d, (size_t)n * qs * 4);
+    dpo_attention_cached(C, cout_c, q + ((size_t)t0 + past) * qs, k + (size_t)t0 * kvs,
+                        v + (size_t)t0 * kvs, n, past, H, Hkv, D, DPO_F32);
     const float *fwd_rows = out_g + ((size_t)t0 + past) * qs;
     double e_cached = test_rel_err(cout_g, cout_c, (size_t)n * qs);
     int cached_same = memcmp(cout_g, fwd_rows, (size_t)n * qs * 4) == 0;
@@ -98,9 +99,9 @@ static void compare(const dpo_backend_t *G, const int *lens, int nseq, int H, in
     CHECK(e_cached <= 1e-5);
     CHECK(cached_same);
 
-    G->free(q_d), G->free(k_d), G->free(v_d), G->free(dout_d), G->free(cu_d);
-    G->free(out_d), G->free(lse_d), G->free(dq_d), G->free(dk_d), G->free(dv_d);
-    G->free(cout_d);
+    dpo_free(G, q_d), dpo_free(G, k_d), dpo_free(G, v_d), dpo_free(G, dout_d), dpo_free(G, cu_d);
+    dpo_free(G, out_d), dpo_free(G, lse_d), dpo_free(G, dq_d), dpo_free(G, dk_d), dpo_free(G, dv_d);
+    dpo_free(G, cout_d);
     free(cu), free(q), free(k), free(v), free(dout), free(junk);
     free(out_c), free(lse_c), free(dq_c), free(dk_c), free(dv_c);
     free(out_g), free(lse_g), free(dq_g), free(dk_g), free(dv_g);
@@ -112,8 +113,8 @@ int main(void) {
         printf("no GPU visible: skipped\n");
         return TEST_SKIP_CODE;
     }
-    char err[256] = "";
-    const dpo_backend_t *G = backend_cuda_open(0, DPO_MATMUL_FP32, err, sizeof err);
+    char err[2048] = "";
+    dpo_backend_t *G = backend_cuda_open(0, DPO_MATMUL_FP32, err, sizeof err);
     if (!G) {
         printf("CUDA backend unavailable (%s): skipped\n", err);
         return TEST_SKIP_CODE;
@@ -142,6 +143,6 @@ int main(void) {
         const int lens[] = {70, 1, 90};
         compare(G, lens, 3, 4, 2, 96, 61);
     }
-    backend_cuda_close();
+    backend_cuda_close(G);
     return test_finish("test_gpu_attention");
 }

@@ -29,11 +29,13 @@
 #include <string.h>
 
 #include "dpo/backend.h"
+#include "dpo/backend_cuda.h"
 #include "testutil.h"
 
 #ifdef DPO_HAVE_CUDA
 
-static const dpo_backend_t *CPU, *GPU;
+static const dpo_backend_t *CPU;
+static dpo_backend_t *GPU;
 
 // ------------------------------------------------------------- helpers ----
 
@@ -67,15 +69,15 @@ static int32_t *irand(size_t n, unsigned seed, int lo, int hi) {
 }
 
 static void *up(const void *h, size_t bytes) {   // new device buffer holding h
-    void *d = GPU->alloc(bytes);
-    GPU->to_device(d, h, bytes);
+    void *d = dpo_alloc(GPU, bytes);
+    dpo_to_device(GPU, d, h, bytes);
     return d;
 }
 
 static float *down(const float *d, size_t n) {   // new host copy of a device buffer
     float *h = malloc((n ? n : 1) * sizeof(float));
     if (!h) exit(1);
-    GPU->to_host(h, d, n * sizeof(float));
+    dpo_to_host(GPU, h, d, n * sizeof(float));
     return h;
 }
 
@@ -108,7 +110,7 @@ static double compare(const char *op, const char *what, const float *g, const fl
 
 static void test_memory(void) {
     size_t n = 100003;
-    float *d = GPU->alloc(n * sizeof(float));
+    float *d = dpo_alloc(GPU, n * sizeof(float));
     float *h = down(d, n);
     int nonzero = 0;
     for (size_t i = 0; i < n; i++) nonzero += h[i] != 0.0f;
@@ -116,21 +118,21 @@ static void test_memory(void) {
     free(h);
 
     float *x = hrand(n, 1, -1.0f, 1.0f);
-    GPU->to_device(d, x, n * sizeof(float));
-    float *d2 = GPU->alloc(n * sizeof(float));
-    GPU->copy(d2, d, n * sizeof(float));
-    GPU->zero(d2 + 10, 1000 * sizeof(float));   // a range in the middle
+    dpo_to_device(GPU, d, x, n * sizeof(float));
+    float *d2 = dpo_alloc(GPU, n * sizeof(float));
+    dpo_copy(GPU, d2, d, n * sizeof(float));
+    dpo_zero(GPU, d2 + 10, 1000 * sizeof(float));   // a range in the middle
     float *back = down(d2, n);
     float *want = hcopy(x, n);
     memset(want + 10, 0, 1000 * sizeof(float));
     compare("memory", "roundtrip", back, want, n, 0, 0);
-    GPU->synchronize();
+    dpo_synchronize(GPU);
 
-    void *z = GPU->alloc(0);   // a zero-size tensor still gets a pointer
+    void *z = dpo_alloc(GPU, 0);   // a zero-size tensor still gets a pointer
     CHECK(z != NULL);
-    GPU->free(z);
-    GPU->free(d2);
-    GPU->free(d);
+    dpo_free(GPU, z);
+    dpo_free(GPU, d2);
+    dpo_free(GPU, d);
     free(x), free(back), free(want);
 }
 
@@ -148,17 +150,17 @@ static double matmul_case(bool ta, bool tb, int M, int N, int K, int pad, int of
     float *A = hrand(na, seed, -1.0f, 1.0f), *B = hrand(nb, seed + 1, -1.0f, 1.0f);
     float *C0 = hrand(nc, seed + 2, -1.0f, 1.0f);
     float *Cc = hcopy(C0, nc);
-    CPU->matmul(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, Cc, ldc);
+    dpo_matmul(CPU, ta, tb, M, N, K, alpha, A, DPO_F32, lda, B, DPO_F32, ldb, beta, Cc, DPO_F32, ldc);
 
-    float *dA = GPU->alloc((na + off) * sizeof(float));
-    float *dB = GPU->alloc((nb + off) * sizeof(float));
-    float *dC = GPU->alloc((nc + off) * sizeof(float));
-    GPU->to_device(dA + off, A, na * sizeof(float));
-    GPU->to_device(dB + off, B, nb * sizeof(float));
-    GPU->to_device(dC + off, C0, nc * sizeof(float));
-    GPU->matmul(ta, tb, M, N, K, alpha, dA + off, lda, dB + off, ldb, beta, dC + off, ldc);
+    float *dA = dpo_alloc(GPU, (na + off) * sizeof(float));
+    float *dB = dpo_alloc(GPU, (nb + off) * sizeof(float));
+    float *dC = dpo_alloc(GPU, (nc + off) * sizeof(float));
+    dpo_to_device(GPU, dA + off, A, na * sizeof(float));
+    dpo_to_device(GPU, dB + off, B, nb * sizeof(float));
+    dpo_to_device(GPU, dC + off, C0, nc * sizeof(float));
+    dpo_matmul(GPU, ta, tb, M, N, K, alpha, dA + off, DPO_F32, lda, dB + off, DPO_F32, ldb, beta, dC + off, DPO_F32, ldc);
     float *Cg = malloc(nc * sizeof(float));
-    GPU->to_host(Cg, dC + off, nc * sizeof(float));
+    dpo_to_host(GPU, Cg, dC + off, nc * sizeof(float));
 
     double worst = 0.0;
     int bad = 0;
@@ -186,7 +188,7 @@ static double matmul_case(bool ta, bool tb, int M, int N, int K, int pad, int of
             }
         }
     }
-    GPU->free(dA), GPU->free(dB), GPU->free(dC);
+    dpo_free(GPU, dA), dpo_free(GPU, dB), dpo_free(GPU, dC);
     free(A), free(B), free(C0), free(Cc), free(Cg);
     return worst;
 }
@@ -223,18 +225,18 @@ static void test_matmul_degenerate(void) {
     float *C0 = hrand(nc, 5, -1.0f, 1.0f), *want = hcopy(C0, nc);
     for (int i = 0; i < M; i++)
         for (int j = 0; j < N; j++) want[(size_t)i * ldc + j] *= 0.5f;
-    float *dA = GPU->alloc(64 * sizeof(float)), *dB = GPU->alloc(64 * sizeof(float));
+    float *dA = dpo_alloc(GPU, 64 * sizeof(float)), *dB = dpo_alloc(GPU, 64 * sizeof(float));
     float *dC = up(C0, nc * sizeof(float));
-    GPU->matmul(false, false, M, N, 0, 1.0f, dA, 1, dB, N, 0.5f, dC, ldc);
+    dpo_matmul(GPU, false, false, M, N, 0, 1.0f, dA, DPO_F32, 1, dB, DPO_F32, N, 0.5f, dC, DPO_F32, ldc);
     float *g = down(dC, nc);
     compare("matmul", "K=0", g, want, nc, 0, 0);
     free(g);
-    GPU->to_device(dC, C0, nc * sizeof(float));
-    GPU->matmul(false, false, M, N, 4, 0.0f, dA, 4, dB, N, 0.5f, dC, ldc);
+    dpo_to_device(GPU, dC, C0, nc * sizeof(float));
+    dpo_matmul(GPU, false, false, M, N, 4, 0.0f, dA, DPO_F32, 4, dB, DPO_F32, N, 0.5f, dC, DPO_F32, ldc);
     g = down(dC, nc);
     compare("matmul", "alpha=0", g, want, nc, 0, 0);
     free(g), free(C0), free(want);
-    GPU->free(dA), GPU->free(dB), GPU->free(dC);
+    dpo_free(GPU, dA), dpo_free(GPU, dB), dpo_free(GPU, dC);
 }
 
 // ---------------------------------------------------------- element-wise ----
@@ -242,29 +244,29 @@ static void test_matmul_degenerate(void) {
 static void test_add_scale(size_t n) {
     float *y = hrand(n, 11, -1.0f, 1.0f), *x = hrand(n, 12, -1.0f, 1.0f);
     float *dy = up(y, n * 4), *dx = up(x, n * 4);
-    CPU->add_inplace(y, x, n);
-    GPU->add_inplace(dy, dx, n);
+    dpo_add_inplace(CPU, y, x, n, DPO_F32);
+    dpo_add_inplace(GPU, dy, dx, n, DPO_F32);
     float *g = down(dy, n);
     compare("add_inplace", "y", g, y, n, 0, 0);
     free(g);
-    CPU->scale_inplace(y, -0.37f, n);
-    GPU->scale_inplace(dy, -0.37f, n);
+    dpo_scale_inplace(CPU, y, -0.37f, n, DPO_F32);
+    dpo_scale_inplace(GPU, dy, -0.37f, n, DPO_F32);
     g = down(dy, n);
     compare("scale_inplace", "x", g, y, n, 0, 0);
     free(g), free(y), free(x);
-    GPU->free(dy), GPU->free(dx);
+    dpo_free(GPU, dy), dpo_free(GPU, dx);
 }
 
 static void test_sumsq(size_t n) {
     float *x = hrand(n, 13, -2.0f, 2.0f);
     float *dx = up(x, n * 4);
-    double c = CPU->sumsq(x, n), g = GPU->sumsq(dx, n);
+    double c = dpo_sumsq(CPU, x, n), g = dpo_sumsq(GPU, dx, n);
     // Both sum positive terms in double; only the order differs. Typical relative
     // error ~sqrt(n) 1.1e-16 ~ 2e-13 at n = 3e6; 1e-10 leaves ample margin.
     CHECK_CLOSE(g, c, 1e-10, 0.0);
     printf("  %-16s %-10s n=%-10zu gpu %.17g cpu %.17g\n", "sumsq", "", n, g, c);
     free(x);
-    GPU->free(dx);
+    dpo_free(GPU, dx);
 }
 
 static void test_bias(int T, int N) {
@@ -272,17 +274,17 @@ static void test_bias(int T, int N) {
     float *y = hrand(n, 14, -1.0f, 1.0f), *b = hrand((size_t)N, 15, -1.0f, 1.0f);
     float *db = hrand((size_t)N, 16, -1.0f, 1.0f);   // accumulated into
     float *dyy = up(y, n * 4), *dbias = up(b, (size_t)N * 4), *ddb = up(db, (size_t)N * 4);
-    CPU->bias_add(y, b, T, N);
-    GPU->bias_add(dyy, dbias, T, N);
+    dpo_bias_add(CPU, y, b, T, N, DPO_F32);
+    dpo_bias_add(GPU, dyy, dbias, T, N, DPO_F32);
     float *g = down(dyy, n);
     compare("bias_add", "y", g, y, n, 0, 0);
     free(g);
-    CPU->bias_grad(db, y, T, N);   // dy = the new y
-    GPU->bias_grad(ddb, dyy, T, N);
+    dpo_bias_grad(CPU, db, y, T, N, DPO_F32);   // dy = the new y
+    dpo_bias_grad(GPU, ddb, dyy, T, N, DPO_F32);
     g = down(ddb, (size_t)N);
     compare("bias_grad", "db", g, db, (size_t)N, 1e-6, 1e-6);
     free(g), free(y), free(b), free(db);
-    GPU->free(dyy), GPU->free(dbias), GPU->free(ddb);
+    dpo_free(GPU, dyy), dpo_free(GPU, dbias), dpo_free(GPU, ddb);
 }
 
 // ------------------------------------------------------------- embedding ----
@@ -295,20 +297,20 @@ static void test_embedding(int T, int C, int vstart, int V) {
     float *table = hrand(nt, 18, -1.0f, 1.0f), *out = hrand(no, 19, -1.0f, 1.0f);
     int32_t *dtok = up(tok, (size_t)T * 4);
     float *dtable = up(table, nt * 4), *dout = up(out, no * 4);
-    CPU->embedding_fwd(out, tok, table, T, C, vstart, V);
-    GPU->embedding_fwd(dout, dtok, dtable, T, C, vstart, V);
+    dpo_embedding_fwd(CPU, out, tok, table, T, C, vstart, V, DPO_F32);
+    dpo_embedding_fwd(GPU, dout, dtok, dtable, T, C, vstart, V, DPO_F32);
     float *g = down(dout, no);
     compare("embedding_fwd", "out", g, out, no, 0, 0);
     free(g);
     float *grad = hrand(no, 20, -1.0f, 1.0f);
     float *dgrad = up(grad, no * 4);
-    CPU->embedding_bwd(table, tok, grad, T, C, vstart, V);   // table plays dtable
-    GPU->embedding_bwd(dtable, dtok, dgrad, T, C, vstart, V);
+    dpo_embedding_bwd(CPU, table, tok, grad, T, C, vstart, V, DPO_F32);   // table plays dtable
+    dpo_embedding_bwd(GPU, dtable, dtok, dgrad, T, C, vstart, V, DPO_F32);
     g = down(dtable, nt);
     // Same summation order as the CPU (tokens in order per row): expected exact.
     compare("embedding_bwd", "dtable", g, table, nt, 1e-6, 0);
     free(g), free(tok), free(table), free(out), free(grad);
-    GPU->free(dtok), GPU->free(dtable), GPU->free(dout), GPU->free(dgrad);
+    dpo_free(GPU, dtok), dpo_free(GPU, dtable), dpo_free(GPU, dout), dpo_free(GPU, dgrad);
 }
 
 // --------------------------------------------------------------- RMSNorm ----
@@ -318,9 +320,9 @@ static void test_rmsnorm(int N, int C) {
     float *x = hrand(n, 21, -1.0f, 1.0f), *w = hrand((size_t)C, 22, 0.5f, 1.5f);
     float *out = malloc(n * 4), *rstd = malloc((size_t)N * 4);
     float *dx_ = up(x, n * 4), *dw_ = up(w, (size_t)C * 4);
-    float *dout_ = GPU->alloc(n * 4), *drstd = GPU->alloc((size_t)N * 4);
-    CPU->rmsnorm_fwd(out, rstd, x, w, N, C, 1e-5f);
-    GPU->rmsnorm_fwd(dout_, drstd, dx_, dw_, N, C, 1e-5f);
+    float *dout_ = dpo_alloc(GPU, n * 4), *drstd = dpo_alloc(GPU, (size_t)N * 4);
+    dpo_rmsnorm_fwd(CPU, out, rstd, x, w, N, C, 1e-5f, DPO_F32);
+    dpo_rmsnorm_fwd(GPU, dout_, drstd, dx_, dw_, N, C, 1e-5f, DPO_F32);
     float *g = down(dout_, n), *gr = down(drstd, (size_t)N);
     compare("rmsnorm_fwd", "out", g, out, n, 1e-6, 1e-6);
     compare("rmsnorm_fwd", "rstd", gr, rstd, (size_t)N, 1e-6, 0);
@@ -328,16 +330,22 @@ static void test_rmsnorm(int N, int C) {
 
     float *dy = hrand(n, 23, -1.0f, 1.0f), *dwacc = hrand((size_t)C, 24, -1.0f, 1.0f);
     float *dxc = malloc(n * 4);
-    float *ddy = up(dy, n * 4), *ddw = up(dwacc, (size_t)C * 4), *ddx = GPU->alloc(n * 4);
-    CPU->rmsnorm_bwd(dxc, dwacc, dy, x, w, rstd, N, C);
-    GPU->rmsnorm_bwd(ddx, ddw, ddy, dx_, dw_, drstd, N, C);
+    float *ddy = up(dy, n * 4), *ddw = up(dwacc, (size_t)C * 4), *ddx = dpo_alloc(GPU, n * 4);
+    dpo_rmsnorm_bwd(CPU, dxc, dwacc, dy, x, w, rstd, N, C, DPO_F32);
+    dpo_rmsnorm_bwd(GPU, ddx, ddw, ddy, dx_, dw_, drstd, N, C, DPO_F32);
     g = down(ddx, n);
     float *gw = down(ddw, (size_t)C);
     compare("rmsnorm_bwd", "dx", g, dxc, n, 1e-5, 1e-5);
     compare("rmsnorm_bwd", "dw", gw, dwacc, (size_t)C, 1e-5, 1e-5);
+    free(g);
+    // A frozen weight (dw NULL): the same dx, no weight gradient touched.
+    dpo_zero(GPU, ddx, n * 4);
+    dpo_rmsnorm_bwd(GPU, ddx, NULL, ddy, dx_, dw_, drstd, N, C, DPO_F32);
+    g = down(ddx, n);
+    compare("rmsnorm_bwd (frozen w)", "dx", g, dxc, n, 1e-5, 1e-5);
     free(g), free(gw), free(x), free(w), free(out), free(rstd), free(dy), free(dwacc), free(dxc);
-    GPU->free(dx_), GPU->free(dw_), GPU->free(dout_), GPU->free(drstd), GPU->free(ddy),
-        GPU->free(ddw), GPU->free(ddx);
+    dpo_free(GPU, dx_), dpo_free(GPU, dw_), dpo_free(GPU, dout_), dpo_free(GPU, drstd), dpo_free(GPU, ddy),
+        dpo_free(GPU, ddw), dpo_free(GPU, ddx);
 }
 
 // ------------------------------------------------------------------ RoPE ----
@@ -348,18 +356,18 @@ static void test_rope(int T, int H, int D) {
     int32_t *pos = irand((size_t)T, 26, 0, 512);
     float *dx = up(x, n * 4);
     int32_t *dpos = up(pos, (size_t)T * 4);
-    CPU->rope_fwd(x, pos, T, H, D, 10000.0f);
-    GPU->rope_fwd(dx, dpos, T, H, D, 10000.0f);
+    dpo_rope_fwd(CPU, x, pos, T, H, D, 10000.0f, DPO_F32);
+    dpo_rope_fwd(GPU, dx, dpos, T, H, D, 10000.0f, DPO_F32);
     float *g = down(dx, n);
     compare("rope_fwd", "x", g, x, n, 0, 2e-4);
     free(g);
-    CPU->rope_bwd(x, pos, T, H, D, 10000.0f);
-    GPU->rope_bwd(dx, dpos, T, H, D, 10000.0f);
+    dpo_rope_bwd(CPU, x, pos, T, H, D, 10000.0f, DPO_F32);
+    dpo_rope_bwd(GPU, dx, dpos, T, H, D, 10000.0f, DPO_F32);
     g = down(dx, n);
     compare("rope_bwd", "dx", g, x, n, 0, 2e-4);
     compare("rope_bwd(fwd)", "identity", g, x0, n, 0, 1e-5);   // rotations are orthogonal
     free(g), free(x), free(x0), free(pos);
-    GPU->free(dx), GPU->free(dpos);
+    dpo_free(GPU, dx), dpo_free(GPU, dpos);
 }
 
 // ---------------------------------------------------------------- SwiGLU ----
@@ -369,18 +377,18 @@ static void test_swiglu(size_t n) {
     float *dy = hrand(n, 29, -1.0f, 1.0f);
     float *out = malloc(n * 4), *dg = malloc(n * 4), *du = malloc(n * 4);
     float *dgate = up(gate, n * 4), *dup_ = up(u, n * 4), *ddy = up(dy, n * 4);
-    float *dout = GPU->alloc(n * 4), *ddg = GPU->alloc(n * 4), *ddu = GPU->alloc(n * 4);
-    CPU->swiglu_fwd(out, gate, u, n);
-    GPU->swiglu_fwd(dout, dgate, dup_, n);
-    CPU->swiglu_bwd(dg, du, dy, gate, u, n);
-    GPU->swiglu_bwd(ddg, ddu, ddy, dgate, dup_, n);
+    float *dout = dpo_alloc(GPU, n * 4), *ddg = dpo_alloc(GPU, n * 4), *ddu = dpo_alloc(GPU, n * 4);
+    dpo_swiglu_fwd(CPU, out, gate, u, n, DPO_F32);
+    dpo_swiglu_fwd(GPU, dout, dgate, dup_, n, DPO_F32);
+    dpo_swiglu_bwd(CPU, dg, du, dy, gate, u, n, DPO_F32);
+    dpo_swiglu_bwd(GPU, ddg, ddu, ddy, dgate, dup_, n, DPO_F32);
     float *g = down(dout, n), *gg = down(ddg, n), *gu = down(ddu, n);
     compare("swiglu_fwd", "out", g, out, n, 1e-5, 1e-6);
     compare("swiglu_bwd", "dgate", gg, dg, n, 1e-5, 1e-6);
     compare("swiglu_bwd", "dup", gu, du, n, 1e-5, 1e-6);
     free(g), free(gg), free(gu), free(gate), free(u), free(dy), free(out), free(dg), free(du);
-    GPU->free(dgate), GPU->free(dup_), GPU->free(ddy), GPU->free(dout), GPU->free(ddg),
-        GPU->free(ddu);
+    dpo_free(GPU, dgate), dpo_free(GPU, dup_), dpo_free(GPU, ddy), dpo_free(GPU, dout), dpo_free(GPU, ddg),
+        dpo_free(GPU, ddu);
 }
 
 // -------------------------------------------------------- gather/scatter ----
@@ -396,19 +404,19 @@ static void test_gather_scatter(int T, int n, int C) {
     }
     size_t ns = (size_t)T * C, nd = (size_t)n * C;
     float *src = hrand(ns, 31, -1.0f, 1.0f), *dst = malloc(nd * 4);
-    float *dsrc = up(src, ns * 4), *ddst = GPU->alloc(nd * 4);
+    float *dsrc = up(src, ns * 4), *ddst = dpo_alloc(GPU, nd * 4);
     int32_t *drows = up(rows, (size_t)n * 4);
-    CPU->gather_rows(dst, src, rows, n, C);
-    GPU->gather_rows(ddst, dsrc, drows, n, C);
+    dpo_gather_rows(CPU, dst, src, rows, n, C, DPO_F32);
+    dpo_gather_rows(GPU, ddst, dsrc, drows, n, C, DPO_F32);
     float *g = down(ddst, nd);
     compare("gather_rows", "dst", g, dst, nd, 0, 0);
     free(g);
-    CPU->scatter_add_rows(src, dst, rows, n, C);   // src (T,C) += dst rows
-    GPU->scatter_add_rows(dsrc, ddst, drows, n, C);
+    dpo_scatter_add_rows(CPU, src, dst, rows, n, C, DPO_F32);   // src (T,C) += dst rows
+    dpo_scatter_add_rows(GPU, dsrc, ddst, drows, n, C, DPO_F32);
     g = down(dsrc, ns);
     compare("scatter_add_rows", "dst", g, src, ns, 0, 0);
     free(g), free(rows), free(r), free(src), free(dst);
-    GPU->free(dsrc), GPU->free(ddst), GPU->free(drows);
+    dpo_free(GPU, dsrc), dpo_free(GPU, ddst), dpo_free(GPU, drows);
 }
 
 // ------------------------------------------------------------- log-probs ----
@@ -422,10 +430,10 @@ static void test_logprob(int n, int V, int vstart, int vocab_valid, const char *
     float *mx = malloc((size_t)n * 4), *se = malloc((size_t)n * 4), *tl = malloc((size_t)n * 4);
     float *dl = up(logits, nl * 4);
     int32_t *dtg = up(tg, (size_t)n * 4);
-    float *dmx = GPU->alloc((size_t)n * 4), *dse = GPU->alloc((size_t)n * 4);
-    float *dtl = GPU->alloc((size_t)n * 4);
-    CPU->logprob_stats(mx, se, tl, logits, tg, n, V, vstart, vocab_valid);
-    GPU->logprob_stats(dmx, dse, dtl, dl, dtg, n, V, vstart, vocab_valid);
+    float *dmx = dpo_alloc(GPU, (size_t)n * 4), *dse = dpo_alloc(GPU, (size_t)n * 4);
+    float *dtl = dpo_alloc(GPU, (size_t)n * 4);
+    dpo_logprob_stats(CPU, mx, se, tl, logits, tg, n, V, vstart, vocab_valid, DPO_F32);
+    dpo_logprob_stats(GPU, dmx, dse, dtl, dl, dtg, n, V, vstart, vocab_valid, DPO_F32);
     float *g1 = down(dmx, (size_t)n), *g2 = down(dse, (size_t)n), *g3 = down(dtl, (size_t)n);
     printf("  logprob %s (V=%d vstart=%d vocab_valid=%d)\n", label, V, vstart, vocab_valid);
     compare("logprob_stats", "row_max", g1, mx, (size_t)n, 0, 0);
@@ -436,14 +444,14 @@ static void test_logprob(int n, int V, int vstart, int vocab_valid, const char *
     float *lse = malloc((size_t)n * 4), *dlogp = hrand((size_t)n, 34, -1.0f, 1.0f);
     for (int i = 0; i < n; i++) lse[i] = se[i] > 0.0f ? mx[i] + logf(se[i]) + 0.5f : 3.0f;
     float *dlse = up(lse, (size_t)n * 4), *ddlogp = up(dlogp, (size_t)n * 4);
-    CPU->logprob_bwd(logits, tg, lse, dlogp, n, V, vstart, vocab_valid);
-    GPU->logprob_bwd(dl, dtg, dlse, ddlogp, n, V, vstart, vocab_valid);
+    dpo_logprob_bwd(CPU, logits, tg, lse, dlogp, n, V, vstart, vocab_valid, DPO_F32);
+    dpo_logprob_bwd(GPU, dl, dtg, dlse, ddlogp, n, V, vstart, vocab_valid, DPO_F32);
     float *g = down(dl, nl);
     compare("logprob_bwd", "dlogits", g, logits, nl, 1e-5, 1e-6);
     free(g), free(g1), free(g2), free(g3), free(logits), free(tg), free(mx), free(se), free(tl),
         free(lse), free(dlogp);
-    GPU->free(dl), GPU->free(dtg), GPU->free(dmx), GPU->free(dse), GPU->free(dtl), GPU->free(dlse),
-        GPU->free(ddlogp);
+    dpo_free(GPU, dl), dpo_free(GPU, dtg), dpo_free(GPU, dmx), dpo_free(GPU, dse), dpo_free(GPU, dtl), dpo_free(GPU, dlse),
+        dpo_free(GPU, ddlogp);
 }
 
 // ---------------------------------------------------------------- AdamW ----
@@ -451,30 +459,71 @@ static void test_logprob(int n, int V, int vstart, int vocab_valid, const char *
 static void test_adamw(size_t n, int steps, float wd) {
     const float lr = 3e-3f, b1 = 0.9f, b2 = 0.95f, eps = 1e-8f;
     float *p = hrand(n, 35, -1.0f, 1.0f), *m = calloc(n, 4), *v = calloc(n, 4);
-    float *dp = up(p, n * 4), *dm = GPU->alloc(n * 4), *dv = GPU->alloc(n * 4);
-    float *gr = malloc(n * 4), *dgr = GPU->alloc(n * 4);
+    float *dp = up(p, n * 4), *dm = dpo_alloc(GPU, n * 4), *dv = dpo_alloc(GPU, n * 4);
+    float *gr = malloc(n * 4), *dgr = dpo_alloc(GPU, n * 4);
     for (int step = 1; step <= steps; step++) {
         test_fill_uniform(gr, n, 100 + (unsigned)step, -2.0f, 2.0f);
-        GPU->to_device(dgr, gr, n * 4);
+        dpo_to_device(GPU, dgr, gr, n * 4);
         float bc1 = 1.0f - powf(b1, (float)step), bc2 = 1.0f - powf(b2, (float)step);
-        CPU->adamw(p, gr, m, v, n, lr, b1, b2, eps, wd, bc1, bc2);
-        GPU->adamw(dp, dgr, dm, dv, n, lr, b1, b2, eps, wd, bc1, bc2);
+        dpo_adamw(CPU, p, gr, m, v, n, lr, b1, b2, eps, wd, bc1, bc2);
+        dpo_adamw(GPU, dp, dgr, dm, dv, n, lr, b1, b2, eps, wd, bc1, bc2);
     }
     float *gp = down(dp, n), *gm = down(dm, n), *gv = down(dv, n);
     compare("adamw", "param", gp, p, n, 1e-6, 1e-7);
     compare("adamw", "m", gm, m, n, 1e-5, 1e-6);
     compare("adamw", "v", gv, v, n, 1e-5, 1e-6);
     free(gp), free(gm), free(gv), free(p), free(m), free(v), free(gr);
-    GPU->free(dp), GPU->free(dm), GPU->free(dv), GPU->free(dgr);
+    dpo_free(GPU, dp), dpo_free(GPU, dm), dpo_free(GPU, dv), dpo_free(GPU, dgr);
+}
+
+// Instances are independent: a second one on the same device has its own stream
+// and works while the first is open; closing it leaves the first untouched.
+static void test_second_instance(void) {
+    char err[2048] = "";
+    dpo_backend_t *g2 = backend_cuda_open(0, DPO_MATMUL_BF16, err, sizeof err);
+    if (!g2) {
+        test_fail(__FILE__, __LINE__, "second backend_cuda_open(0): %s", err);
+        return;
+    }
+    CHECK(g2 != GPU);
+    CHECK(g2->ctx != GPU->ctx);
+    CHECK(backend_cuda_stream(g2) != backend_cuda_stream(GPU));
+    CHECK(backend_cuda_device(g2) == 0);
+    const size_t n = 1000;
+    float *h = hrand(n, 99, -1.0f, 1.0f), *back = malloc(n * 4);
+    float *d1 = dpo_alloc(GPU, n * 4), *d2 = dpo_alloc(g2, n * 4);
+    dpo_to_device(g2, d2, h, n * 4);
+    dpo_scale_inplace(g2, d2, 2.0f, n, DPO_F32);
+    dpo_to_device(GPU, d1, h, n * 4);
+    dpo_add_inplace(GPU, d1, d1, n, DPO_F32);   // 2h on the first instance
+    dpo_to_host(g2, back, d2, n * 4);
+    int same2 = 1;
+    for (size_t i = 0; i < n; i++) same2 &= back[i] == 2.0f * h[i];
+    CHECK(same2);
+    dpo_free(g2, d2);
+    backend_cuda_close(g2);
+    dpo_to_host(GPU, back, d1, n * 4);   // the first instance still works
+    int same1 = 1;
+    for (size_t i = 0; i < n; i++) same1 &= back[i] == h[i] + h[i];
+    CHECK(same1);
+    dpo_free(GPU, d1);
+    free(h), free(back);
+    printf("second instance on device 0: own stream, independent: %s\n",
+           same1 && same2 ? "ok" : "FAILED");
 }
 
 static int run_all(void) {
-    char err[256] = "";
-    CHECK(backend_by_name("cuda") == NULL);   // not before open
+    char err[2048] = "";
     int count = backend_cuda_device_count();
     CHECK(backend_cuda_open(count, DPO_MATMUL_FP32, err, sizeof err) == NULL);
     CHECK(err[0] != '\0');
     printf("open(%d) refused as expected: %s\n", count, err);
+    dpo_cuda_device_info_t info;
+    CHECK(backend_cuda_device_info(0, &info, err, sizeof err) == 0);
+    CHECK(info.name[0] != '\0' && info.total_mem > 0);
+    printf("device 0: %s (PCI %04x:%02x:%02x)\n", info.name, info.pci_domain, info.pci_bus,
+           info.pci_device);
+    CHECK(backend_cuda_device_info(count, &info, err, sizeof err) != 0);
 
     CPU = backend_cpu();
     GPU = backend_cuda_open(0, DPO_MATMUL_FP32, err, sizeof err);
@@ -482,8 +531,11 @@ static int run_all(void) {
         test_fail(__FILE__, __LINE__, "backend_cuda_open(0): %s", err);
         return test_finish("test_gpu_ops");
     }
-    CHECK(backend_by_name("cuda") == GPU);
-    CHECK(strcmp(GPU->name, "cuda") == 0);
+    CHECK(strcmp(GPU->ops->name, "cuda") == 0);
+    CHECK(backend_ops_missing(GPU->ops) == NULL);
+    CHECK(backend_cuda_device(GPU) == 0);
+    CHECK(backend_cuda_stream(GPU) != NULL);
+    test_second_instance();
 
     printf("fp32 matmul precision:\n");
     test_memory();
@@ -493,7 +545,7 @@ static int run_all(void) {
     test_add_scale((size_t)65535 * 8 * 256 + 1001);
     test_sumsq(1);
     test_sumsq(3000017);
-    CHECK(GPU->sumsq(NULL, 0) == 0.0);
+    CHECK(dpo_sumsq(GPU, NULL, 0) == 0.0);
     test_bias(1, 1);
     test_bias(77, 300);
     test_bias(5000, 64);   // many row chunks
@@ -517,22 +569,21 @@ static int run_all(void) {
     test_matmul_degenerate();
     test_matmul("fp32", 1e-5);
 
-    backend_cuda_close();
-    CHECK(backend_by_name("cuda") == NULL);   // not after close
+    backend_cuda_close(GPU);
 
     GPU = backend_cuda_open(0, DPO_MATMUL_TF32, err, sizeof err);
     CHECK(GPU != NULL);
     if (GPU) {
         printf("tf32 matmul precision:\n");
         test_matmul("tf32", 4e-3);
-        // Reopening the open device switches precision (and drops cached plans).
+        backend_cuda_close(GPU);
         GPU = backend_cuda_open(0, DPO_MATMUL_BF16, err, sizeof err);
         CHECK(GPU != NULL);
     }
     if (GPU) {
         printf("bf16 matmul precision:\n");
         test_matmul("bf16", 2e-2);
-        backend_cuda_close();
+        backend_cuda_close(GPU);
     }
     return test_finish("test_gpu_ops");
 }
@@ -541,10 +592,9 @@ static int run_all(void) {
 int main(void) {
     if (backend_cuda_device_count() == 0) {
         // Without a device, the CUDA backend must refuse cleanly with a reason.
-        char err[256] = "";
+        char err[2048] = "";
         CHECK(backend_cuda_open(0, DPO_MATMUL_BF16, err, sizeof err) == NULL);
         CHECK(err[0] != '\0');
-        CHECK(backend_by_name("cuda") == NULL);
         printf("no GPU visible (%s): skipped\n", err);
         if (test_failures) return test_finish("test_gpu_ops");
         return TEST_SKIP_CODE;

@@ -12,12 +12,10 @@
 
 #include "attention_ref.h"
 #include "dpo/backend.h"
+#include "dpo/backend_cuda.h"
 #include "dpo/backend_profile.h"
 #include "testutil.h"
 
-#ifdef DPO_HAVE_CUDA
-#include <cuda_runtime.h>
-#endif
 
 static const dpo_backend_t *B;
 
@@ -932,23 +930,35 @@ static void test_threads(void) {
 // -------------------------------------------------------------- lookup ----
 
 static void test_lookup(void) {
-    CHECK(backend_by_name("cpu") == backend_cpu());
-    CHECK(backend_by_name("nope") == NULL);
-    // The device count is the CUDA runtime's (0 where it reports an error: no
-    // driver, no device, CUDA_VISIBLE_DEVICES empty), and always 0 without CUDA.
-    int want = 0;
-#ifdef DPO_HAVE_CUDA
-    if (cudaGetDeviceCount(&want) != cudaSuccess) {
-        (void)cudaGetLastError();
-        want = 0;
-    }
-#endif
+    // The CPU backend is one process-wide instance.
+    CHECK(backend_cpu() == backend_cpu());
+    backend_check(backend_cpu());
+    // The device count is 0 wherever the backend cannot run (no CUDA in the build,
+    // library not loadable, no driver, no device, CUDA_VISIBLE_DEVICES empty), and
+    // then backend_cuda_available or backend_cuda_open says why.
+    char why[256] = "";
     int got = backend_cuda_device_count();
-    CHECK(got == want);
-    if (got != want) fprintf(stderr, "backend_cuda_device_count() = %d, CUDA runtime: %d\n", got, want);
+    CHECK(got >= 0);
+    bool avail = backend_cuda_available(why, sizeof why);
+    if (!avail) {
+        CHECK(got == 0);
+        CHECK(why[0] != '\0');
+    }
+#ifndef DPO_HAVE_CUDA
+    CHECK(!avail);
+#endif
+    // An ordinal past the last device never opens, and the reason names it.
+    why[0] = '\0';
+    dpo_backend_t *none = backend_cuda_open(got, DPO_MATMUL_FP32, why, sizeof why);
+    CHECK(none == NULL);
+    CHECK(why[0] != '\0');
+    backend_cuda_close(none);
     // An explicit count to compare with, e.g. from nvidia-smi: DPO_TEST_EXPECT_DEVICES=N.
     const char *expect = getenv("DPO_TEST_EXPECT_DEVICES");
-    if (expect && *expect) CHECK(got == atoi(expect));
+    if (expect && *expect) {
+        CHECK(got == atoi(expect));
+        if (got != atoi(expect)) fprintf(stderr, "backend_cuda_device_count() = %d, expected %s\n", got, expect);
+    }
 }
 
 // ---------------------------------------------------- the table, profiler ----

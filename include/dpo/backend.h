@@ -220,26 +220,9 @@ void backend_dtype_unsupported(const dpo_backend_t *be, const char *op, dpo_dtyp
 // The CPU backend (always available).
 const dpo_backend_t *backend_cpu(void);
 
-// Precision of the CUDA backend's matmuls. Storage stays fp32 in every case; the
-// tensor cores read the operands rounded to bf16 (or tf32) and accumulate in fp32.
-typedef enum {
-    DPO_MATMUL_FP32 = 0,   // exact fp32 (CUDA cores), for checks
-    DPO_MATMUL_TF32 = 1,   // tf32 tensor cores (10-bit mantissa)
-    DPO_MATMUL_BF16 = 2    // bf16 tensor cores (7-bit mantissa), the default
-} dpo_matmul_precision_t;
-
-// Binds this process to CUDA device `ordinal` and creates the CUDA backend's
-// stream, cuBLASLt handle and workspace. Returns the CUDA ops table, or NULL (with
-// the reason in err) when the build has no CUDA or the device cannot be used.
-const dpo_backend_t *backend_cuda_open(int ordinal, dpo_matmul_precision_t precision, char *err,
-                                       size_t err_len);
-// Frees what backend_cuda_open created (no-op when it was never opened).
-void backend_cuda_close(void);
-// Returns the backend registered under `name` ("cpu", "cuda"), or NULL when this
-// build or this machine does not provide it.
-const dpo_backend_t *backend_by_name(const char *name);
-// Number of CUDA devices visible to this process (0 in builds without CUDA).
-int backend_cuda_device_count(void);
+// The CUDA backend (include/dpo/backend_cuda.h) is opened per device as an
+// instance (backend_cuda_open); there is no registry by name: the program opens
+// the backend it runs on and passes it down.
 
 // Sets the number of OpenMP threads the CPU backend uses (0 = leave the default).
 void backend_cpu_set_threads(int n);

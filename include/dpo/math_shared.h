@@ -7,12 +7,22 @@
 #define DPO_MATH_SHARED_H
 
 #include <math.h>
+#include <stdbool.h>
 
 #ifdef __CUDACC__
 #define DPO_HD __host__ __device__
 #else
 #define DPO_HD
 #endif
+
+// Attention visibility, the one rule every attention kernel (CPU tiles, CUDA
+// forward / backward / cached) applies: whether the query at position q_pos of a
+// sequence sees the key at position k_pos of the same sequence (positions count
+// from the sequence start). Causal today: a query sees itself and every key before
+// it. The kernels assume the keys a query sees are a prefix 0..n-1 of its sequence
+// (they skip whole key tiles past the diagonal); a sliding window changes this
+// rule here and those skips with it.
+DPO_HD static inline bool dpo_attn_visible(int q_pos, int k_pos) { return k_pos <= q_pos; }
 
 // Numerically stable log(sigmoid(x)).
 DPO_HD static inline double dpo_log_sigmoid(double x) {

@@ -389,13 +389,14 @@ static void attn_tile_fwd(float *o, float *lse, float *s, const float *q, const 
                 (int)kvs, 0.0f, s, n);
     for (int i = 0; i < m; i++) {
         float *p = s + (size_t)i * n;
-        int nv = r0 + i + 1;   // keys row i sees
+        int nv = 0;   // keys row i sees: the visible prefix of the n keys
+        while (nv < n && dpo_attn_visible(r0 + i, nv)) nv++;
         float mx = att_rowmax(p, nv);
         att_exp_row(p, nv, mx);
         double sum = att_rowsum(p, nv);
         float inv = (float)(1.0 / sum);
         for (int j = 0; j < nv; j++) p[j] *= inv;
-        for (int j = nv; j < n; j++) p[j] = 0.0f;   // causal mask
+        for (int j = nv; j < n; j++) p[j] = 0.0f;   // keys row i does not see
         if (lse) lse[i] = mx + (float)log(sum);
     }
     // O (m, D) = P V
@@ -511,10 +512,11 @@ static void attn_tile_bwd(float *dq, float *dk, float *dv, float *p, float *dp,
     for (int i = 0; i < m; i++) {
         float *pi = p + (size_t)i * n, *di = dp + (size_t)i * n;
         float delta = dotf(dout + (size_t)i * qs, out + (size_t)i * qs, D), l = lse[i];
-        int nv = r0 + i + 1;
+        int nv = 0;   // keys row i sees (dpo_attn_visible), a prefix
+        while (nv < n && dpo_attn_visible(r0 + i, nv)) nv++;
         att_exp_row(pi, nv, l);
         for (int j = 0; j < nv; j++) di[j] = pi[j] * (di[j] - delta) * scale;
-        for (int j = nv; j < n; j++) pi[j] = di[j] = 0.0f;   // causal mask
+        for (int j = nv; j < n; j++) pi[j] = di[j] = 0.0f;   // keys row i does not see
     }
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, D, n, 1.0f, dp, n, k, (int)kvs,
                 0.0f, dq, (int)qs);   // dQ (m, D)

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "dpo/backend.h"
+#include "dpo/backend_cuda.h"
 #include "dpo/backend_profile.h"
 #include "dpo/comm.h"
 #include "dpo/config.h"
@@ -16,11 +17,6 @@
 #include "dpo/program.h"
 #include "dpo/trainer.h"
 
-#ifdef DPO_HAVE_CUDA
-#include <cuda_runtime.h>
-
-#include "dpo/backend_cuda.h"
-#endif
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -74,14 +70,19 @@ static void all_ok_or_die(const dpo_mesh_t *mesh, int ok, const char *msg) {
 #endif
 
 static int list_devices(void) {
-    int n = backend_cuda_device_count();
+    char err[2048] = "";
+    bool avail = backend_cuda_available(err, sizeof err);
+    int n = avail ? backend_cuda_device_count() : 0;
     printf("CUDA devices: %d\n", n);
 #ifdef DPO_HAVE_CUDA
+    if (!avail) printf("  (%s)\n", err);
     for (int d = 0; d < n; d++) {
-        struct cudaDeviceProp p;
-        if (cudaGetDeviceProperties(&p, d) == cudaSuccess)
-            printf("  %d: %s (PCI %04x:%02x:%02x, %.1f GiB)\n", d, p.name, p.pciDomainID,
-                   p.pciBusID, p.pciDeviceID, (double)p.totalGlobalMem / (1 << 30));
+        dpo_cuda_device_info_t info;
+        if (backend_cuda_device_info(d, &info, err, sizeof err) == 0)
+            printf("  %d: %s (PCI %04x:%02x:%02x, %.1f GiB)\n", d, info.name, info.pci_domain,
+                   info.pci_bus, info.pci_device, (double)info.total_mem / (1 << 30));
+        else
+            printf("  %d: cannot be queried: %s\n", d, err);
     }
 #else
     printf("  (this build has no CUDA backend)\n");
@@ -96,8 +97,8 @@ static int list_devices(void) {
 // device UUID, so a launcher that gives each rank its own CUDA_VISIBLE_DEVICES
 // (every rank sees "device 0") passes. Writes the device for the start-up report
 // into desc.
-static const dpo_backend_t *open_cuda(const dpo_config_t *cfg, dpo_mesh_t *mesh, char *desc,
-                                      size_t desc_len) {
+static dpo_backend_t *open_cuda(const dpo_config_t *cfg, dpo_mesh_t *mesh, char *desc,
+                                size_t desc_len) {
 #ifndef DPO_HAVE_CUDA
     (void)cfg;
     (void)mesh;
@@ -105,8 +106,12 @@ static const dpo_backend_t *open_cuda(const dpo_config_t *cfg, dpo_mesh_t *mesh,
     (void)desc_len;
     dpo_fatal_all("cluster.backend = \"cuda\": no CUDA backend in this build; use \"cpu\"");
 #else
-    char msg[1024], host[256] = "";
+    char msg[3072], host[256] = "", err[2048] = "";
     gethostname(host, sizeof host - 1);
+    // The backend's library (libdpo_backend_cuda.so) must load before anything else.
+    bool avail = backend_cuda_available(err, sizeof err);
+    snprintf(msg, sizeof msg, "cluster.backend = \"cuda\": on host %s: %s", host, err);
+    all_ok_or_die(mesh, avail, msg);
     int n = backend_cuda_device_count();
     const char *vis = getenv("CUDA_VISIBLE_DEVICES");
     snprintf(msg, sizeof msg,
@@ -116,18 +121,18 @@ static const dpo_backend_t *open_cuda(const dpo_config_t *cfg, dpo_mesh_t *mesh,
     all_ok_or_die(mesh, n > 0, msg);
 
     int ordinal = mesh->local_rank % n;
-    struct cudaDeviceProp prop;
-    cudaError_t e = cudaGetDeviceProperties(&prop, ordinal);
+    dpo_cuda_device_info_t prop;
+    int e = backend_cuda_device_info(ordinal, &prop, err, sizeof err);
     snprintf(msg, sizeof msg, "cluster.backend = \"cuda\": cannot query CUDA device %d on %s: %s",
-             ordinal, host, cudaGetErrorString(e));
-    all_ok_or_die(mesh, e == cudaSuccess, msg);
+             ordinal, host, err);
+    all_ok_or_die(mesh, e == 0, msg);
 
     // The node-local ranks compare device UUIDs: the first other rank on ours, if any.
     unsigned char *uuids = xmalloc((size_t)mesh->local_size * 16, "device uuids");
-    MPI_Allgather(prop.uuid.bytes, 16, MPI_BYTE, uuids, 16, MPI_BYTE, mesh->local);
+    MPI_Allgather(prop.uuid, 16, MPI_BYTE, uuids, 16, MPI_BYTE, mesh->local);
     int other = -1;
     for (int q = 0; q < mesh->local_size && other < 0; q++)
-        if (q != mesh->local_rank && memcmp(uuids + 16 * (size_t)q, prop.uuid.bytes, 16) == 0)
+        if (q != mesh->local_rank && memcmp(uuids + 16 * (size_t)q, prop.uuid, 16) == 0)
             other = q;
     free(uuids);
     snprintf(msg, sizeof msg,
@@ -142,15 +147,15 @@ static const dpo_backend_t *open_cuda(const dpo_config_t *cfg, dpo_mesh_t *mesh,
     dpo_matmul_precision_t prec = cfg->matmul_precision == DPO_CFG_MATMUL_FP32   ? DPO_MATMUL_FP32
                                   : cfg->matmul_precision == DPO_CFG_MATMUL_TF32 ? DPO_MATMUL_TF32
                                                                                  : DPO_MATMUL_BF16;
-    char err[512] = "";
-    const dpo_backend_t *be = backend_cuda_open(ordinal, prec, err, sizeof err);
+    err[0] = '\0';
+    dpo_backend_t *be = backend_cuda_open(ordinal, prec, err, sizeof err);
     snprintf(msg, sizeof msg, "cluster.backend = \"cuda\": CUDA device %d on %s: %s", ordinal,
              host, err[0] ? err : "cannot be opened");
     all_ok_or_die(mesh, be != NULL, msg);
     // After the device is bound: NCCL communicators live on the current device.
-    mesh_enable_nccl(mesh, dpo_cuda_stream_handle());
+    mesh_enable_nccl(mesh, backend_cuda_stream(be));
     snprintf(desc, desc_len, ", CUDA device %d of %d (%s, PCI %04x:%02x:%02x), matmul %s", ordinal,
-             n, prop.name, prop.pciDomainID, prop.pciBusID, prop.pciDeviceID,
+             n, prop.name, prop.pci_domain, prop.pci_bus, prop.pci_device,
              cfg_matmul_name(cfg->matmul_precision));
     return be;
 #endif
@@ -268,7 +273,8 @@ int main(int argc, char **argv) {
     // Device binding: one device per node-local rank (a GPU, or a share of the node's cores).
     bool cuda = cfg.backend == DPO_BACKEND_CUDA;
     char device[384] = "";
-    const dpo_backend_t *be = cuda ? open_cuda(&cfg, &mesh, device, sizeof device) : backend_cpu();
+    dpo_backend_t *cuda_be = cuda ? open_cuda(&cfg, &mesh, device, sizeof device) : NULL;
+    const dpo_backend_t *be = cuda ? cuda_be : backend_cpu();
     char host[256] = "";
     gethostname(host, sizeof host - 1);
     for (int r = 0; r < world; r++) {
@@ -298,7 +304,7 @@ int main(int argc, char **argv) {
     if (prof && rank == 0) backend_profile_report(prof, stdout);
     backend_profile_free(prof);
     mesh_free(&mesh);  // NCCL communicators first: they still use the backend's stream
-    if (cuda) backend_cuda_close();
+    backend_cuda_close(cuda_be);
     MPI_Finalize();
     return rc;
 }
