@@ -12,17 +12,17 @@
 #include "dpo/mesh.h"
 #include "testutil.h"
 
-static int g_rank(const dpo_mesh_t *m, comm_group_t g) {
-    return g == GROUP_TP ? m->tp_rank : g == GROUP_DP ? m->dp_rank : m->world_rank;
+static int g_rank(const dpo_mesh_t *m, dpo_group_t g) {
+    return g == DPO_GROUP_TP ? m->tp_rank : g == DPO_GROUP_DP ? m->dp_rank : m->world_rank;
 }
-static int g_size(const dpo_mesh_t *m, comm_group_t g) {
-    return g == GROUP_TP ? m->tp_size : g == GROUP_DP ? m->dp_size : m->world_size;
+static int g_size(const dpo_mesh_t *m, dpo_group_t g) {
+    return g == DPO_GROUP_TP ? m->tp_size : g == DPO_GROUP_DP ? m->dp_size : m->world_size;
 }
 
 // The value rank r of a group contributes at element i (exact in float).
 static float val(int r, size_t i) { return (float)((r + 1) * 1000 + (int)(i % 997)); }
 
-static void test_group(const dpo_mesh_t *m, comm_group_t g, size_t n) {
+static void test_group(const dpo_mesh_t *m, dpo_group_t g, size_t n) {
     const int r = g_rank(m, g), p = g_size(m, g);
     const size_t total = n * (size_t)p;
     float *send = malloc(total * sizeof(float));
@@ -65,7 +65,7 @@ static void test_group(const dpo_mesh_t *m, comm_group_t g, size_t n) {
 
     // reduce-scatter followed by in-place all-gather = all-reduce (the ZeRO-1 pair)
     for (size_t i = 0; i < total; i++) send[i] = buf[i] = val(r, i);
-    comm_allreduce_f32(m, g, buf, total, REDUCE_SUM);
+    comm_allreduce_f32(m, g, buf, total, DPO_REDUCE_SUM);
     comm_reduce_scatter_f32(m, g, send, recv + (size_t)r * n, n);
     comm_allgather_f32(m, g, recv + (size_t)r * n, recv, n);
     bad = 0;
@@ -86,9 +86,9 @@ int main(int argc, char **argv) {
     mesh_init(&mesh, world % 2 == 0 ? 2 : 1);
     const size_t sizes[] = {1, 7, 4096 + 3};
     for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
-        test_group(&mesh, GROUP_WORLD, sizes[k]);
-        test_group(&mesh, GROUP_TP, sizes[k]);
-        test_group(&mesh, GROUP_DP, sizes[k]);
+        test_group(&mesh, DPO_GROUP_WORLD, sizes[k]);
+        test_group(&mesh, DPO_GROUP_TP, sizes[k]);
+        test_group(&mesh, DPO_GROUP_DP, sizes[k]);
     }
     mesh_free(&mesh);
     int rc = test_finish("test_comm");

@@ -28,11 +28,11 @@
 
 static cudaStream_t g_stream;
 
-static int g_rank(const dpo_mesh_t *m, comm_group_t g) {
-    return g == GROUP_TP ? m->tp_rank : g == GROUP_DP ? m->dp_rank : m->world_rank;
+static int g_rank(const dpo_mesh_t *m, dpo_group_t g) {
+    return g == DPO_GROUP_TP ? m->tp_rank : g == DPO_GROUP_DP ? m->dp_rank : m->world_rank;
 }
-static int g_size(const dpo_mesh_t *m, comm_group_t g) {
-    return g == GROUP_TP ? m->tp_size : g == GROUP_DP ? m->dp_size : m->world_size;
+static int g_size(const dpo_mesh_t *m, dpo_group_t g) {
+    return g == DPO_GROUP_TP ? m->tp_size : g == DPO_GROUP_DP ? m->dp_size : m->world_size;
 }
 
 // Exact in float, different on every rank and element.
@@ -50,7 +50,7 @@ static float *dev_from(const float *h, size_t n) {
 
 // Waits for the NCCL work queued on the stream, then compares the device result
 // with the MPI one.
-static void expect_same(const char *what, comm_group_t g, size_t n, const float *dev,
+static void expect_same(const char *what, dpo_group_t g, size_t n, const float *dev,
                         const float *host) {
     CK(cudaStreamSynchronize(g_stream));
     float *got = malloc((n ? n : 1) * sizeof(float));
@@ -65,7 +65,7 @@ static void expect_same(const char *what, comm_group_t g, size_t n, const float 
     free(got);
 }
 
-static void test_group(const dpo_mesh_t *m, comm_group_t g, size_t n) {
+static void test_group(const dpo_mesh_t *m, dpo_group_t g, size_t n) {
     const int r = g_rank(m, g), p = g_size(m, g);
     const size_t total = n * (size_t)p;
     float *h = malloc((total ? total : 1) * sizeof(float));
@@ -75,8 +75,8 @@ static void test_group(const dpo_mesh_t *m, comm_group_t g, size_t n) {
     for (int op = 0; op < 2; op++) {
         for (size_t i = 0; i < n; i++) h[i] = val(m->world_rank, i, op);
         float *d = dev_from(h, n);
-        comm_allreduce_f32(m, g, h, n, (comm_reduce_t)op);
-        comm_allreduce_f32(m, g, d, n, (comm_reduce_t)op);
+        comm_allreduce_f32(m, g, h, n, (dpo_reduce_t)op);
+        comm_allreduce_f32(m, g, d, n, (dpo_reduce_t)op);
         expect_same(op ? "allreduce max" : "allreduce sum", g, n, d, h);
         CK(cudaFree(d));
     }
@@ -117,13 +117,13 @@ static void test_group(const dpo_mesh_t *m, comm_group_t g, size_t n) {
 // A subgroup of the world split by color, as model.c splits the TP group into the
 // ranks that hold the same KV head.
 static void test_subgroup(const dpo_mesh_t *m, int color, size_t n) {
-    comm_subgroup_t *s = comm_subgroup_split(m, GROUP_WORLD, color);
+    comm_subgroup_t *s = comm_subgroup_split(m, DPO_GROUP_WORLD, color);
     float *h = malloc((n ? n : 1) * sizeof(float));
     for (size_t i = 0; i < n; i++) h[i] = val(m->world_rank, i, 5);
     float *d = dev_from(h, n);
-    comm_subgroup_allreduce_f32(s, h, n, REDUCE_SUM);
-    comm_subgroup_allreduce_f32(s, d, n, REDUCE_SUM);
-    expect_same("subgroup allreduce", GROUP_WORLD, n, d, h);
+    comm_subgroup_allreduce_f32(s, h, n, DPO_REDUCE_SUM);
+    comm_subgroup_allreduce_f32(s, d, n, DPO_REDUCE_SUM);
+    expect_same("subgroup allreduce", DPO_GROUP_WORLD, n, d, h);
     CK(cudaFree(d));
     free(h);
     comm_subgroup_free(s);
@@ -136,7 +136,7 @@ static void run_mesh(int tp) {
     CHECK(m.nccl == 1);
     const size_t sizes[] = {0, 1, 1000, ((size_t)1 << 20) + 3};
     for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
-        for (int g = 0; g < 3; g++) test_group(&m, (comm_group_t)g, sizes[k]);
+        for (int g = 0; g < 3; g++) test_group(&m, (dpo_group_t)g, sizes[k]);
         test_subgroup(&m, 0, sizes[k]);                  // the whole world
         test_subgroup(&m, m.world_rank, sizes[k]);       // one rank each: no-op
         test_subgroup(&m, m.world_rank % 2, sizes[k]);   // every other rank

@@ -55,7 +55,7 @@ static void full_logits(dpo_model_t *m, const int32_t *seq, int n, float *out) {
     float *row = xmalloc((size_t)Vp * sizeof(float), "row");
     model_forward_cached(m, &c, seq, n, n, slab);
     for (int r = 0; r < n; r++) {
-        comm_allgather_f32(m->mesh, GROUP_TP, slab + (size_t)r * Vl, row, (size_t)Vl);
+        comm_allgather_f32(m->mesh, DPO_GROUP_TP, slab + (size_t)r * Vl, row, (size_t)Vl);
         memcpy(out + (size_t)r * V, row, (size_t)V * sizeof(float));
     }
     free(slab);
@@ -152,9 +152,9 @@ static void check_family(const char *root, const char *fam, const dpo_mesh_t *me
         double sum = 0.0;
         for (int i = 0; i < k1; i++) sum = sum * 31.0 + s1[i];
         double lo = sum, hi = sum;
-        comm_allreduce_f64(mesh, GROUP_TP, &hi, 1, REDUCE_MAX);
+        comm_allreduce_f64(mesh, DPO_GROUP_TP, &hi, 1, DPO_REDUCE_MAX);
         lo = -lo;
-        comm_allreduce_f64(mesh, GROUP_TP, &lo, 1, REDUCE_MAX);
+        comm_allreduce_f64(mesh, DPO_GROUP_TP, &lo, 1, DPO_REDUCE_MAX);
         CHECK(hi == sum && -lo == sum);
     }
     batch_free(&b);

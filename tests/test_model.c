@@ -233,7 +233,7 @@ static void check_tensor_parallel(int tp_size, dpo_model_config_t cfg, const cha
     CHECK(R == (cfg.num_key_value_heads >= tp_size ? 1 : tp_size / cfg.num_key_value_heads));
     for (int i = 0; i < part.layout.n_tensors && R > 1; i++) {
         const dpo_tensor_t *t = &part.layout.tensors[i];
-        if (t->shard != SHARD_ROWS || t->tp_replicas == 1) continue;
+        if (t->shard != DPO_SHARD_ROWS || t->tp_replicas == 1) continue;
         float *all = xmalloc(t->numel * (size_t)tp_size * sizeof(float), "replica gradients");
         MPI_Allgather(part.grads + t->offset, (int)t->numel, MPI_FLOAT, all, (int)t->numel,
                       MPI_FLOAT, tp.tp);

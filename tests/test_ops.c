@@ -938,7 +938,6 @@ static void test_lookup(void) {
     // then backend_cuda_available or backend_cuda_open says why.
     char why[256] = "";
     int got = backend_cuda_device_count();
-    CHECK(got >= 0);
     bool avail = backend_cuda_available(why, sizeof why);
     if (!avail) {
         CHECK(got == 0);

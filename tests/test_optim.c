@@ -342,7 +342,7 @@ static void test_grad_norm_tp(const dpo_mesh_t *mesh) {
     int n_repl = 0, n_shard = 0;
     for (int i = 0; i < lay->n_tensors; i++) {
         const dpo_tensor_t *t = &lay->tensors[i];
-        if (t->shard == SHARD_NONE)
+        if (t->shard == DPO_SHARD_NONE)
             n_repl++;
         else
             n_shard++;
@@ -423,7 +423,7 @@ static void test_zero1(const dpo_mesh_t *mesh) {
         for (size_t j = 0; j < n; j++) hg[j] = roundf(hg[j] * 64.0f) / 64.0f;
         for (int i = 0; i < full.layout.n_tensors; i++) {
             const dpo_tensor_t *t = &full.layout.tensors[i];
-            if (t->shard != SHARD_NONE)
+            if (t->shard != DPO_SHARD_NONE)
                 for (size_t j = 0; j < t->numel; j++) hg[t->offset + j] *= (float)(1 + mesh->tp_rank);
         }
         dpo_to_device(be, full.grads, hg, n * sizeof(float));

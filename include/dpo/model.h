@@ -22,10 +22,10 @@ struct comm_subgroup;  // comm.h
 #define DPO_TENSOR_NAME_MAX 96
 
 typedef enum {
-    SHARD_NONE = 0,  // replicated on every TP rank (norm weights)
-    SHARD_ROWS,      // dim 0 split: column-parallel (q/k/v/gate/up), vocabulary rows;
-                     // k/v replicated per KV head when tp_size > n_kv_heads (tp_replicas)
-    SHARD_COLS       // dim 1 split: row-parallel (o_proj, down_proj)
+    DPO_SHARD_NONE = 0,  // replicated on every TP rank (norm weights)
+    DPO_SHARD_ROWS,      // dim 0 split: column-parallel (q/k/v/gate/up), vocabulary rows;
+                         // k/v replicated per KV head when tp_size > n_kv_heads (tp_replicas)
+    DPO_SHARD_COLS       // dim 1 split: row-parallel (o_proj, down_proj)
 } dpo_shard_t;
 
 typedef struct {
@@ -42,7 +42,7 @@ typedef struct {
     // first in the one allocation, so gradients and moments cover a prefix of it.
     bool frozen;
     bool decay;                      // AdamW weight decay applies (matrices only)
-    // TP ranks holding this very slab: 1 for a split tensor, tp_size for SHARD_NONE,
+    // TP ranks holding this very slab: 1 for a split tensor, tp_size for DPO_SHARD_NONE,
     // tp_size / n_kv_heads for a replicated KV slab (n_kv_heads < tp_size). Global
     // norms count each slab once; checkpoints write it from one of them (tp_writer).
     int tp_replicas;

@@ -95,7 +95,7 @@ static void gather_logits(dpo_generator_t *g) {
         memcpy(g->full, g->slab, (size_t)lay->vocab_local * sizeof(float));
         return;
     }
-    comm_allgather_f32(g->m->mesh, GROUP_TP, g->slab, g->full, (size_t)lay->vocab_local);
+    comm_allgather_f32(g->m->mesh, DPO_GROUP_TP, g->slab, g->full, (size_t)lay->vocab_local);
 }
 
 int generate_sequence(dpo_generator_t *g, const int32_t *prompt, int n_prompt,

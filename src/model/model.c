@@ -39,7 +39,7 @@ static int layout_add(dpo_layout_t *lay, int cap, const char *name, int ndim, in
     t->local_shape[0] = t->shape[0];
     t->local_shape[1] = t->shape[1];
     int64_t alloc = t->shape[0] * t->shape[1];
-    if (shard == SHARD_ROWS) {
+    if (shard == DPO_SHARD_ROWS) {
         // alloc_rows is the padded per-rank row count (vocabulary tensors) or rows/tp.
         int64_t start = alloc_rows * r;
         int64_t have = t->shape[0] - start;
@@ -48,14 +48,14 @@ static int layout_add(dpo_layout_t *lay, int cap, const char *name, int ndim, in
         t->local_start[0] = start;
         t->local_shape[0] = have;
         alloc = alloc_rows * t->shape[1];
-    } else if (shard == SHARD_COLS) {
+    } else if (shard == DPO_SHARD_COLS) {
         int64_t c = t->shape[1] / tp;
         t->local_start[1] = c * r;
         t->local_shape[1] = c;
         alloc = t->shape[0] * c;
     }
-    t->tp_replicas = shard == SHARD_NONE ? tp : 1;
-    t->tp_writer = shard != SHARD_NONE || r == 0;
+    t->tp_replicas = shard == DPO_SHARD_NONE ? tp : 1;
+    t->tp_writer = shard != DPO_SHARD_NONE || r == 0;
     t->numel = (size_t)alloc;
     return lay->n_tensors++;
 }
@@ -130,7 +130,7 @@ int layout_init(dpo_layout_t *lay, const dpo_model_config_t *cfg, int tp_rank, i
     int64_t hl = H / tp_size * D, kvl = (int64_t)lay->n_kv_heads_local * D, fl = F / tp_size;
     char nm[DPO_TENSOR_NAME_MAX];
     lay->embed = layout_add(lay, cap, "model.embed_tokens.weight", 2, cfg->vocab_size, C,
-                            SHARD_ROWS, lay->vocab_local);
+                            DPO_SHARD_ROWS, lay->vocab_local);
     for (int l = 0; l < L; l++) {
         dpo_layer_tensors_t *lt = &lay->layers[l];
 #define ADD(field, suffix, nd, rows, cols, shard, arows)                                  \
@@ -138,25 +138,25 @@ int layout_init(dpo_layout_t *lay, const dpo_model_config_t *cfg, int tp_rank, i
         snprintf(nm, sizeof nm, "model.layers.%d.%s", l, suffix);                         \
         lt->field = layout_add(lay, cap, nm, nd, rows, cols, shard, arows);               \
     } while (0)
-        ADD(attn_norm, "input_layernorm.weight", 1, C, 1, SHARD_NONE, 0);
-        ADD(q, "self_attn.q_proj.weight", 2, (int64_t)H * D, C, SHARD_ROWS, hl);
-        ADD(k, "self_attn.k_proj.weight", 2, (int64_t)Hkv * D, C, SHARD_ROWS, kvl);
-        ADD(v, "self_attn.v_proj.weight", 2, (int64_t)Hkv * D, C, SHARD_ROWS, kvl);
+        ADD(attn_norm, "input_layernorm.weight", 1, C, 1, DPO_SHARD_NONE, 0);
+        ADD(q, "self_attn.q_proj.weight", 2, (int64_t)H * D, C, DPO_SHARD_ROWS, hl);
+        ADD(k, "self_attn.k_proj.weight", 2, (int64_t)Hkv * D, C, DPO_SHARD_ROWS, kvl);
+        ADD(v, "self_attn.v_proj.weight", 2, (int64_t)Hkv * D, C, DPO_SHARD_ROWS, kvl);
         lt->q_bias = lt->k_bias = lt->v_bias = lt->q_norm = lt->k_norm = -1;
         if (cfg->attention_bias) {
-            ADD(q_bias, "self_attn.q_proj.bias", 1, (int64_t)H * D, 1, SHARD_ROWS, hl);
-            ADD(k_bias, "self_attn.k_proj.bias", 1, (int64_t)Hkv * D, 1, SHARD_ROWS, kvl);
-            ADD(v_bias, "self_attn.v_proj.bias", 1, (int64_t)Hkv * D, 1, SHARD_ROWS, kvl);
+            ADD(q_bias, "self_attn.q_proj.bias", 1, (int64_t)H * D, 1, DPO_SHARD_ROWS, hl);
+            ADD(k_bias, "self_attn.k_proj.bias", 1, (int64_t)Hkv * D, 1, DPO_SHARD_ROWS, kvl);
+            ADD(v_bias, "self_attn.v_proj.bias", 1, (int64_t)Hkv * D, 1, DPO_SHARD_ROWS, kvl);
         }
         if (cfg->qk_norm) {
-            ADD(q_norm, "self_attn.q_norm.weight", 1, D, 1, SHARD_NONE, 0);
-            ADD(k_norm, "self_attn.k_norm.weight", 1, D, 1, SHARD_NONE, 0);
+            ADD(q_norm, "self_attn.q_norm.weight", 1, D, 1, DPO_SHARD_NONE, 0);
+            ADD(k_norm, "self_attn.k_norm.weight", 1, D, 1, DPO_SHARD_NONE, 0);
         }
-        ADD(o, "self_attn.o_proj.weight", 2, C, (int64_t)H * D, SHARD_COLS, 0);
-        ADD(mlp_norm, "post_attention_layernorm.weight", 1, C, 1, SHARD_NONE, 0);
-        ADD(gate, "mlp.gate_proj.weight", 2, F, C, SHARD_ROWS, fl);
-        ADD(up, "mlp.up_proj.weight", 2, F, C, SHARD_ROWS, fl);
-        ADD(down, "mlp.down_proj.weight", 2, C, F, SHARD_COLS, 0);
+        ADD(o, "self_attn.o_proj.weight", 2, C, (int64_t)H * D, DPO_SHARD_COLS, 0);
+        ADD(mlp_norm, "post_attention_layernorm.weight", 1, C, 1, DPO_SHARD_NONE, 0);
+        ADD(gate, "mlp.gate_proj.weight", 2, F, C, DPO_SHARD_ROWS, fl);
+        ADD(up, "mlp.up_proj.weight", 2, F, C, DPO_SHARD_ROWS, fl);
+        ADD(down, "mlp.down_proj.weight", 2, C, F, DPO_SHARD_COLS, 0);
 #undef ADD
         if (lay->kv_replicas > 1) {
             // Replicated KV slab: rows of KV head kv_head_start, shared by kv_replicas
@@ -172,11 +172,11 @@ int layout_init(dpo_layout_t *lay, const dpo_model_config_t *cfg, int tp_rank, i
             }
         }
     }
-    lay->final_norm = layout_add(lay, cap, "model.norm.weight", 1, C, 1, SHARD_NONE, 0);
+    lay->final_norm = layout_add(lay, cap, "model.norm.weight", 1, C, 1, DPO_SHARD_NONE, 0);
     if (cfg->tie_word_embeddings)
         lay->lm_head = lay->embed;
     else
-        lay->lm_head = layout_add(lay, cap, "lm_head.weight", 2, cfg->vocab_size, C, SHARD_ROWS,
+        lay->lm_head = layout_add(lay, cap, "lm_head.weight", 2, cfg->vocab_size, C, DPO_SHARD_ROWS,
                                   lay->vocab_local);
     layout_assign_offsets(lay, 1);
     return 0;
@@ -389,7 +389,7 @@ int model_init(dpo_model_t *m, const dpo_backend_t *be, const dpo_mesh_t *mesh,
     m->acts = acts_alloc(m, trainable);
     m->kv_comm = NULL;
     if (trainable && m->layout.kv_replicas > 1)  // collective over the TP group
-        m->kv_comm = comm_subgroup_split(mesh, GROUP_TP, m->layout.kv_head_start);
+        m->kv_comm = comm_subgroup_split(mesh, DPO_GROUP_TP, m->layout.kv_head_start);
     return 0;
 }
 
@@ -582,7 +582,7 @@ static void layer_out(dpo_model_t *m, dpo_model_acts_t *a, int l, int T, layer_a
 
     // Row-parallel o_proj, then the g operator (all-reduce of partial sums).
     linear_fwd(be, m->dtype, a->tmp, s->att, P(m, lt->o), T, C, Hl * D);
-    comm_allreduce_f32(m->mesh, GROUP_TP, a->tmp, (size_t)T * C, REDUCE_SUM);
+    comm_allreduce_f32(m->mesh, DPO_GROUP_TP, a->tmp, (size_t)T * C, DPO_REDUCE_SUM);
     dpo_add_inplace(be, a->x, a->tmp, (size_t)T * C, m->dtype);
     dpo_copy(be, s->x_mid, a->x, (size_t)T * C * sizeof(float));
 
@@ -591,7 +591,7 @@ static void layer_out(dpo_model_t *m, dpo_model_acts_t *a, int l, int T, layer_a
     linear_fwd(be, m->dtype, s->up, s->xn2, P(m, lt->up), T, Fl, C);
     dpo_swiglu_fwd(be, s->h, s->gate, s->up, (size_t)T * Fl, m->dtype);
     linear_fwd(be, m->dtype, a->tmp, s->h, P(m, lt->down), T, C, Fl);
-    comm_allreduce_f32(m->mesh, GROUP_TP, a->tmp, (size_t)T * C, REDUCE_SUM);
+    comm_allreduce_f32(m->mesh, DPO_GROUP_TP, a->tmp, (size_t)T * C, DPO_REDUCE_SUM);
     dpo_add_inplace(be, a->x, a->tmp, (size_t)T * C, m->dtype);
 }
 
@@ -627,13 +627,13 @@ static void logprob_forward(dpo_model_t *m, dpo_model_acts_t *a, const dpo_batch
             // the sum-exp and the target logit (held by exactly one shard).
             float *gmax = xmalloc((size_t)n * sizeof(float), "global max");
             memcpy(gmax, mx, (size_t)n * sizeof(float));
-            comm_allreduce_f32(m->mesh, GROUP_TP, gmax, (size_t)n, REDUCE_MAX);
+            comm_allreduce_f32(m->mesh, DPO_GROUP_TP, gmax, (size_t)n, DPO_REDUCE_MAX);
             for (int i = 0; i < n; i++) {
                 se[i] = se[i] * expf(mx[i] - gmax[i]);
                 tg[i] = isinf(tg[i]) ? 0.0f : tg[i];
                 mx[i] = gmax[i];
             }
-            comm_allreduce_f32(m->mesh, GROUP_TP, se, 2 * (size_t)m->chunk, REDUCE_SUM);
+            comm_allreduce_f32(m->mesh, DPO_GROUP_TP, se, 2 * (size_t)m->chunk, DPO_REDUCE_SUM);
             free(gmax);
         }
         for (int i = 0; i < n; i++) {
@@ -656,7 +656,7 @@ void model_embed_fwd(dpo_model_t *m, dpo_model_acts_t *a, const dpo_batch_t *b) 
     // Vocabulary-parallel embedding: each shard fills its own tokens' rows.
     dpo_embedding_fwd(m->be, a->x, a->tokens, P(m, lay->embed), T, C, lay->vocab_start,
                       lay->vocab_local, m->dtype);
-    comm_allreduce_f32(m->mesh, GROUP_TP, a->x, (size_t)T * C, REDUCE_SUM);
+    comm_allreduce_f32(m->mesh, DPO_GROUP_TP, a->x, (size_t)T * C, DPO_REDUCE_SUM);
 }
 
 void model_layers_fwd(dpo_model_t *m, dpo_model_acts_t *a, const dpo_batch_t *b, int l0, int l1,
@@ -715,13 +715,13 @@ static void logprob_backward(dpo_model_t *m, dpo_model_acts_t *a, const dpo_batc
         linear_bwd(be, m->dtype, a->dhs + (size_t)r0 * C, dW, a->logits, h, W, n, Vl, C, 0.0f);
     }
     // Each vocabulary shard holds a partial d hidden.
-    comm_allreduce_f32(m->mesh, GROUP_TP, a->dhs, (size_t)S * C, REDUCE_SUM);
+    comm_allreduce_f32(m->mesh, DPO_GROUP_TP, a->dhs, (size_t)S * C, DPO_REDUCE_SUM);
 }
 
 // In-place sum over the TP ranks that hold the same KV head (m->kv_comm), through
 // comm.c like every other collective (MPI on the CPU backend, NCCL on the CUDA one).
 static void kv_allreduce(const dpo_model_t *m, float *buf, size_t n) {
-    comm_subgroup_allreduce_f32(m->kv_comm, buf, n, REDUCE_SUM);
+    comm_subgroup_allreduce_f32(m->kv_comm, buf, n, DPO_REDUCE_SUM);
 }
 
 static void layer_backward(dpo_model_t *m, dpo_model_acts_t *a, int l, const dpo_batch_t *b) {
@@ -738,7 +738,7 @@ static void layer_backward(dpo_model_t *m, dpo_model_acts_t *a, int l, const dpo
     dpo_swiglu_bwd(be, a->dgate, a->dup, a->dh, s->gate, s->up, (size_t)T * Fl, m->dtype);
     linear_bwd(be, m->dtype, a->dxn, G(m, lt->gate), a->dgate, s->xn2, P(m, lt->gate), T, Fl, C, 0.0f);
     linear_bwd(be, m->dtype, a->dxn, G(m, lt->up), a->dup, s->xn2, P(m, lt->up), T, Fl, C, 1.0f);
-    comm_allreduce_f32(m->mesh, GROUP_TP, a->dxn, TC, REDUCE_SUM);  // f operator backward
+    comm_allreduce_f32(m->mesh, DPO_GROUP_TP, a->dxn, TC, DPO_REDUCE_SUM);  // f operator backward
     dpo_rmsnorm_bwd(be, a->dtmp, G(m, lt->mlp_norm), a->dxn, s->x_mid, P(m, lt->mlp_norm), s->rstd2,
                     T, C, m->dtype);
     dpo_add_inplace(be, a->dx, a->dtmp, TC, m->dtype);
@@ -792,7 +792,7 @@ static void layer_backward(dpo_model_t *m, dpo_model_acts_t *a, int l, const dpo
             if (G(m, lt->v_bias)) dpo_add_inplace(be, G(m, lt->v_bias), gvb, (size_t)Kl * D, DPO_F32);
         }
     }
-    comm_allreduce_f32(m->mesh, GROUP_TP, a->dxn, TC, REDUCE_SUM);  // f operator backward
+    comm_allreduce_f32(m->mesh, DPO_GROUP_TP, a->dxn, TC, DPO_REDUCE_SUM);  // f operator backward
     dpo_rmsnorm_bwd(be, a->dtmp, G(m, lt->attn_norm), a->dxn, s->x_in, P(m, lt->attn_norm), s->rstd1,
                     T, C, m->dtype);
     dpo_add_inplace(be, a->dx, a->dtmp, TC, m->dtype);
@@ -854,7 +854,7 @@ void model_layers_bwd(dpo_model_t *m, dpo_model_acts_t *a, const dpo_batch_t *b,
     // to the (already complete) accumulated gradient.
     if (a->dqkn) {
         float *part = a->dqkn + (size_t)l0 * 2 * D;
-        comm_allreduce_f32(m->mesh, GROUP_TP, part, 2 * D * (size_t)(l1 - l0), REDUCE_SUM);
+        comm_allreduce_f32(m->mesh, DPO_GROUP_TP, part, 2 * D * (size_t)(l1 - l0), DPO_REDUCE_SUM);
         for (int l = l0; l < l1; l++) {
             const dpo_layer_tensors_t *lt = &lay->layers[l];
             float *gq = G(m, lt->q_norm), *gk = G(m, lt->k_norm);
@@ -942,7 +942,7 @@ void model_forward_cached(dpo_model_t *m, dpo_kv_cache_t *c, const int32_t *toke
     dpo_to_device(be, a->pos, pos, (size_t)n * sizeof(int32_t));
     free(pos);
     dpo_embedding_fwd(be, a->x, a->tokens, P(m, lay->embed), n, C, lay->vocab_start, lay->vocab_local, m->dtype);
-    comm_allreduce_f32(m->mesh, GROUP_TP, a->x, (size_t)n * C, REDUCE_SUM);
+    comm_allreduce_f32(m->mesh, DPO_GROUP_TP, a->x, (size_t)n * C, DPO_REDUCE_SUM);
     size_t kvd = (size_t)c->kv_dim;
     for (int l = 0; l < lay->cfg.num_hidden_layers; l++) {
         layer_acts_t *s = &a->layer[0];

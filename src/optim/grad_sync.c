@@ -67,11 +67,11 @@ static void reduce_bucket(dpo_grad_sync_t *g, dpo_grad_bucket_t *b) {
     g->n_issued++;
     if (!m->mesh) return;
     if (!o->sharded) {
-        comm_allreduce_f32(m->mesh, GROUP_DP, m->grads + b->lo, b->hi - b->lo, REDUCE_SUM);
+        comm_allreduce_f32(m->mesh, DPO_GROUP_DP, m->grads + b->lo, b->hi - b->lo, DPO_REDUCE_SUM);
         return;
     }
     if (g->n_buckets == 1) {   // the whole vector: the unbucketed call
-        comm_reduce_scatter_f32(m->mesh, GROUP_DP, m->grads, o->gshard, o->n);
+        comm_reduce_scatter_f32(m->mesh, DPO_GROUP_DP, m->grads, o->gshard, o->n);
         return;
     }
     int P = m->mesh->dp_size;
@@ -82,7 +82,7 @@ static void reduce_bucket(dpo_grad_sync_t *g, dpo_grad_bucket_t *b) {
         counts[d] = hi > lo ? hi - lo : 0;
     }
     size_t mine = b->lo > o->off ? b->lo - o->off : 0;
-    comm_reduce_scatterv_f32(m->mesh, GROUP_DP, m->grads + b->lo, o->gshard + mine, counts);
+    comm_reduce_scatterv_f32(m->mesh, DPO_GROUP_DP, m->grads + b->lo, o->gshard + mine, counts);
     free(counts);
 }
 

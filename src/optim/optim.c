@@ -36,10 +36,10 @@ void optim_free(dpo_optim_t *o, const dpo_model_t *model) {
 
 void optim_reduce_grads(dpo_optim_t *o, dpo_model_t *model) {
     if (o->sharded)
-        comm_reduce_scatter_f32(model->mesh, GROUP_DP, model->grads, o->gshard, o->n);
+        comm_reduce_scatter_f32(model->mesh, DPO_GROUP_DP, model->grads, o->gshard, o->n);
     else if (model->mesh)
-        comm_allreduce_f32(model->mesh, GROUP_DP, model->grads, model->layout.n_trainable,
-                           REDUCE_SUM);
+        comm_allreduce_f32(model->mesh, DPO_GROUP_DP, model->grads, model->layout.n_trainable,
+                           DPO_REDUCE_SUM);
 }
 
 // The part [*lo, *hi) of tensor t's flat range that lies in the shard; false when empty.
@@ -83,7 +83,7 @@ double optim_grad_norm(const dpo_model_t *model) {
     const dpo_layout_t *lay = &model->layout;
     const dpo_backend_t *be = model->be;
     // Sharded tensors: each TP rank holds a different slab, so their sums of squares
-    // add up over TP. Replicated tensors (SHARD_NONE) hold the same gradient on every
+    // add up over TP. Replicated tensors (DPO_SHARD_NONE) hold the same gradient on every
     // TP rank: counted once, outside the TP sum. A KV slab replicated over R of the TP
     // ranks (n_kv_heads < tp_size) enters the TP sum with weight 1/R: once in all.
     double sharded = 0.0, replicated = 0.0;
@@ -91,12 +91,12 @@ double optim_grad_norm(const dpo_model_t *model) {
         const dpo_tensor_t *t = &lay->tensors[i];
         if (t->numel == 0 || t->frozen) continue;
         double s = dpo_sumsq(be, model->grads + t->offset, t->numel);
-        if (t->shard == SHARD_NONE)
+        if (t->shard == DPO_SHARD_NONE)
             replicated += s;
         else
             sharded += t->tp_replicas > 1 ? s / t->tp_replicas : s;
     }
-    if (model->mesh) comm_allreduce_f64(model->mesh, GROUP_TP, &sharded, 1, REDUCE_SUM);
+    if (model->mesh) comm_allreduce_f64(model->mesh, DPO_GROUP_TP, &sharded, 1, DPO_REDUCE_SUM);
     return sqrt(sharded + replicated);
 }
 
@@ -113,13 +113,13 @@ double optim_global_grad_norm(const dpo_optim_t *o, const dpo_model_t *model) {
         size_t lo, hi;
         if (t->numel == 0 || t->frozen || !shard_part(o, t, &lo, &hi)) continue;
         double s = dpo_sumsq(be, o->gshard + (lo - o->off), hi - lo);
-        if (t->shard == SHARD_NONE)
+        if (t->shard == DPO_SHARD_NONE)
             sums[1] += s;
         else
             sums[0] += t->tp_replicas > 1 ? s / t->tp_replicas : s;
     }
-    comm_allreduce_f64(model->mesh, GROUP_DP, sums, 2, REDUCE_SUM);
-    comm_allreduce_f64(model->mesh, GROUP_TP, &sums[0], 1, REDUCE_SUM);
+    comm_allreduce_f64(model->mesh, DPO_GROUP_DP, sums, 2, DPO_REDUCE_SUM);
+    comm_allreduce_f64(model->mesh, DPO_GROUP_TP, &sums[0], 1, DPO_REDUCE_SUM);
     return sqrt(sums[0] + sums[1]);
 }
 
@@ -153,5 +153,5 @@ void optim_step(dpo_optim_t *o, dpo_model_t *model, const dpo_optim_params_t *cf
     }
     // Every DP rank updated its own shard: gather the full parameters everywhere.
     if (o->sharded)
-        comm_allgather_f32(model->mesh, GROUP_DP, model->params + o->off, model->params, o->n);
+        comm_allgather_f32(model->mesh, DPO_GROUP_DP, model->params + o->off, model->params, o->n);
 }

@@ -11,39 +11,39 @@
 #include "nccl_check.h"
 #endif
 
-static MPI_Comm group_comm(const dpo_mesh_t *m, comm_group_t g) {
+static MPI_Comm group_comm(const dpo_mesh_t *m, dpo_group_t g) {
     switch (g) {
-        case GROUP_TP: return m->tp;
-        case GROUP_DP: return m->dp;
+        case DPO_GROUP_TP: return m->tp;
+        case DPO_GROUP_DP: return m->dp;
         default: return m->world;
     }
 }
 
-static int group_size(const dpo_mesh_t *m, comm_group_t g) {
+static int group_size(const dpo_mesh_t *m, dpo_group_t g) {
     switch (g) {
-        case GROUP_TP: return m->tp_size;
-        case GROUP_DP: return m->dp_size;
+        case DPO_GROUP_TP: return m->tp_size;
+        case DPO_GROUP_DP: return m->dp_size;
         default: return m->world_size;
     }
 }
 
-static int group_rank(const dpo_mesh_t *m, comm_group_t g) {
+static int group_rank(const dpo_mesh_t *m, dpo_group_t g) {
     switch (g) {
-        case GROUP_TP: return m->tp_rank;
-        case GROUP_DP: return m->dp_rank;
+        case DPO_GROUP_TP: return m->tp_rank;
+        case DPO_GROUP_DP: return m->dp_rank;
         default: return m->world_rank;
     }
 }
 
-static void *group_nccl(const dpo_mesh_t *m, comm_group_t g) {
+static void *group_nccl(const dpo_mesh_t *m, dpo_group_t g) {
     switch (g) {
-        case GROUP_TP: return m->nccl_tp;
-        case GROUP_DP: return m->nccl_dp;
+        case DPO_GROUP_TP: return m->nccl_tp;
+        case DPO_GROUP_DP: return m->nccl_dp;
         default: return m->nccl_world;
     }
 }
 
-static MPI_Op mpi_op(comm_reduce_t op) { return op == REDUCE_MAX ? MPI_MAX : MPI_SUM; }
+static MPI_Op mpi_op(dpo_reduce_t op) { return op == DPO_REDUCE_MAX ? MPI_MAX : MPI_SUM; }
 
 // MPI counts are int: large buffers go in pieces.
 #define COMM_PIECE ((size_t)1 << 30)
@@ -72,9 +72,9 @@ static int use_nccl(int nccl_on, const void *a, const void *b, const char *what)
     return da;
 }
 
-static ncclRedOp_t nccl_op(comm_reduce_t op) { return op == REDUCE_MAX ? ncclMax : ncclSum; }
+static ncclRedOp_t nccl_op(dpo_reduce_t op) { return op == DPO_REDUCE_MAX ? ncclMax : ncclSum; }
 
-static void nccl_allreduce(void *comm, void *stream, float *buf, size_t n, comm_reduce_t op) {
+static void nccl_allreduce(void *comm, void *stream, float *buf, size_t n, dpo_reduce_t op) {
     if (n == 0) return;
     DPO_NCCL_CHECK(ncclAllReduce(buf, buf, n, ncclFloat, nccl_op(op), (ncclComm_t)comm,
                                  (cudaStream_t)stream));
@@ -87,7 +87,7 @@ static int use_nccl(int nccl_on, const void *a, const void *b, const char *what)
     return 0;
 }
 
-static void nccl_allreduce(void *comm, void *stream, float *buf, size_t n, comm_reduce_t op) {
+static void nccl_allreduce(void *comm, void *stream, float *buf, size_t n, dpo_reduce_t op) {
     (void)comm;
     (void)stream;
     (void)buf;
@@ -97,7 +97,7 @@ static void nccl_allreduce(void *comm, void *stream, float *buf, size_t n, comm_
 #endif
 
 // Host-side (MPI) in-place all-reduce, in int-sized pieces.
-static void mpi_allreduce_f32(MPI_Comm c, float *buf, size_t n, comm_reduce_t op) {
+static void mpi_allreduce_f32(MPI_Comm c, float *buf, size_t n, dpo_reduce_t op) {
     for (size_t i = 0; i < n; i += COMM_PIECE) {
         size_t k = n - i < COMM_PIECE ? n - i : COMM_PIECE;
         MPI_Allreduce(MPI_IN_PLACE, buf + i, (int)k, MPI_FLOAT, mpi_op(op), c);
@@ -119,8 +119,8 @@ static void copy_f32(int nccl_on, const float *send, float *recv, size_t n, void
     for (size_t i = 0; i < n; i++) recv[i] = send[i];
 }
 
-void comm_allreduce_f32(const dpo_mesh_t *m, comm_group_t g, float *buf, size_t n,
-                        comm_reduce_t op) {
+void comm_allreduce_f32(const dpo_mesh_t *m, dpo_group_t g, float *buf, size_t n,
+                        dpo_reduce_t op) {
     if (group_size(m, g) == 1) return;
     if (use_nccl(m->nccl, buf, buf, "comm_allreduce_f32"))
         nccl_allreduce(group_nccl(m, g), m->stream, buf, n, op);
@@ -128,13 +128,13 @@ void comm_allreduce_f32(const dpo_mesh_t *m, comm_group_t g, float *buf, size_t 
         mpi_allreduce_f32(group_comm(m, g), buf, n, op);
 }
 
-void comm_allreduce_f64(const dpo_mesh_t *m, comm_group_t g, double *buf, size_t n,
-                        comm_reduce_t op) {
+void comm_allreduce_f64(const dpo_mesh_t *m, dpo_group_t g, double *buf, size_t n,
+                        dpo_reduce_t op) {
     if (group_size(m, g) == 1) return;
     MPI_Allreduce(MPI_IN_PLACE, buf, (int)n, MPI_DOUBLE, mpi_op(op), group_comm(m, g));
 }
 
-void comm_broadcast(const dpo_mesh_t *m, comm_group_t g, void *buf, size_t bytes, int root) {
+void comm_broadcast(const dpo_mesh_t *m, dpo_group_t g, void *buf, size_t bytes, int root) {
     if (group_size(m, g) == 1) return;
     char *p = buf;
     for (size_t i = 0; i < bytes; i += COMM_PIECE) {
@@ -143,7 +143,7 @@ void comm_broadcast(const dpo_mesh_t *m, comm_group_t g, void *buf, size_t bytes
     }
 }
 
-void comm_allgather_f32(const dpo_mesh_t *m, comm_group_t g, const float *send, float *recv,
+void comm_allgather_f32(const dpo_mesh_t *m, dpo_group_t g, const float *send, float *recv,
                         size_t n) {
     // One MPI call per buffer (NCCL counts are size_t, so only MPI has the limit).
     if (!m->nccl && n > (size_t)0x7fffffff)
@@ -166,7 +166,7 @@ void comm_allgather_f32(const dpo_mesh_t *m, comm_group_t g, const float *send, 
     MPI_Allgather(sb, (int)n, MPI_FLOAT, recv, (int)n, MPI_FLOAT, group_comm(m, g));
 }
 
-void comm_reduce_scatter_f32(const dpo_mesh_t *m, comm_group_t g, const float *send, float *recv,
+void comm_reduce_scatter_f32(const dpo_mesh_t *m, dpo_group_t g, const float *send, float *recv,
                              size_t n) {
     // One MPI call per buffer (NCCL counts are size_t, so only MPI has the limit).
     if (!m->nccl && n > (size_t)0x7fffffff)
@@ -186,7 +186,7 @@ void comm_reduce_scatter_f32(const dpo_mesh_t *m, comm_group_t g, const float *s
     MPI_Reduce_scatter_block(send, recv, (int)n, MPI_FLOAT, MPI_SUM, group_comm(m, g));
 }
 
-void comm_reduce_scatterv_f32(const dpo_mesh_t *m, comm_group_t g, const float *send,
+void comm_reduce_scatterv_f32(const dpo_mesh_t *m, dpo_group_t g, const float *send,
                               float *recv, const size_t *counts) {
     int P = group_size(m, g);
     size_t total = 0;
@@ -221,7 +221,7 @@ void comm_reduce_scatterv_f32(const dpo_mesh_t *m, comm_group_t g, const float *
     free(rc);
 }
 
-int comm_all_ok(const dpo_mesh_t *m, comm_group_t g, int ok) {
+int comm_all_ok(const dpo_mesh_t *m, dpo_group_t g, int ok) {
     if (group_size(m, g) == 1) return ok;
     int all = ok ? 1 : 0;
     MPI_Allreduce(MPI_IN_PLACE, &all, 1, MPI_INT, MPI_LAND, group_comm(m, g));
@@ -238,7 +238,7 @@ struct comm_subgroup {
     void *stream;
 };
 
-comm_subgroup_t *comm_subgroup_split(const dpo_mesh_t *m, comm_group_t g, int color) {
+comm_subgroup_t *comm_subgroup_split(const dpo_mesh_t *m, dpo_group_t g, int color) {
     comm_subgroup_t *s = xcalloc(1, sizeof *s, "communicator subgroup");
     MPI_Comm_split(group_comm(m, g), color, group_rank(m, g), &s->comm);
     MPI_Comm_size(s->comm, &s->size);
@@ -259,7 +259,7 @@ void comm_subgroup_free(comm_subgroup_t *s) {
 int comm_subgroup_size(const comm_subgroup_t *s) { return s->size; }
 
 void comm_subgroup_allreduce_f32(const comm_subgroup_t *s, float *buf, size_t n,
-                                 comm_reduce_t op) {
+                                 dpo_reduce_t op) {
     if (s->size == 1) return;
     if (use_nccl(s->nccl_on, buf, buf, "comm_subgroup_allreduce_f32"))
         nccl_allreduce(s->nccl, s->stream, buf, n, op);

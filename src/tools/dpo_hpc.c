@@ -59,9 +59,9 @@ static int threads_per_rank(const dpo_config_t *cfg, const dpo_mesh_t *mesh) {
 // printed once and every rank exits 1 (a node without a GPU fails the same way on
 // every rank); otherwise the failing ranks name themselves and abort the job.
 static void all_ok_or_die(const dpo_mesh_t *mesh, int ok, const char *msg) {
-    if (comm_all_ok(mesh, GROUP_WORLD, ok)) return;
+    if (comm_all_ok(mesh, DPO_GROUP_WORLD, ok)) return;
     int ok0 = ok;
-    comm_broadcast(mesh, GROUP_WORLD, &ok0, sizeof ok0, 0);
+    comm_broadcast(mesh, DPO_GROUP_WORLD, &ok0, sizeof ok0, 0);
     if (!ok0) dpo_fatal_all("%s", msg);
     if (!ok) dpo_fatal("%s", msg);
     MPI_Barrier(mesh->world);  // never completes: a failing rank aborts the job

@@ -177,7 +177,7 @@ static json_t *ids_json(const int32_t *ids, int n) {
 
 // Every rank learns rank 0's verdict; rank 0 prints its message.
 static int world_ok(const dpo_mesh_t *mesh, int ok, const char *err) {
-    comm_broadcast(mesh, GROUP_WORLD, &ok, sizeof ok, 0);
+    comm_broadcast(mesh, DPO_GROUP_WORLD, &ok, sizeof ok, 0);
     if (!ok && mesh->world_rank == 0) fprintf(stderr, "dpo_hpc: error: %s\n", err);
     return ok;
 }
@@ -219,7 +219,7 @@ int generate_main(const dpo_config_t *cfg, const dpo_mesh_t *mesh, const dpo_bac
                                       : ckpt_read_model_config(path, &mc, err, sizeof err)) != 0) {
         ok = 0;
     }
-    if (!comm_all_ok(mesh, GROUP_WORLD, ok)) {
+    if (!comm_all_ok(mesh, DPO_GROUP_WORLD, ok)) {
         if (rank0) fprintf(stderr, "dpo_hpc: error: policy.model_name: %s\n", err);
         return 1;
     }
@@ -251,18 +251,18 @@ int generate_main(const dpo_config_t *cfg, const dpo_mesh_t *mesh, const dpo_bac
         free(stop);
         return 1;
     }
-    comm_broadcast(mesh, GROUP_WORLD, &n_stop, sizeof n_stop, 0);
-    comm_broadcast(mesh, GROUP_WORLD, stop, (size_t)n_stop * sizeof(int32_t), 0);
+    comm_broadcast(mesh, DPO_GROUP_WORLD, &n_stop, sizeof n_stop, 0);
+    comm_broadcast(mesh, DPO_GROUP_WORLD, stop, (size_t)n_stop * sizeof(int32_t), 0);
     int n = pr.n;
-    comm_broadcast(mesh, GROUP_WORLD, &n, sizeof n, 0);
+    comm_broadcast(mesh, DPO_GROUP_WORLD, &n, sizeof n, 0);
     int longest = 1;
     int32_t **ids = xcalloc((size_t)(n > 0 ? n : 1), sizeof(int32_t *), "prompts");
     int *len = xcalloc((size_t)(n > 0 ? n : 1), sizeof(int), "prompt lengths");
     for (int i = 0; i < n; i++) {
         len[i] = rank0 ? pr.len[i] : 0;
-        comm_broadcast(mesh, GROUP_WORLD, &len[i], sizeof(int), 0);
+        comm_broadcast(mesh, DPO_GROUP_WORLD, &len[i], sizeof(int), 0);
         ids[i] = rank0 ? pr.ids[i] : xmalloc((size_t)len[i] * sizeof(int32_t), "prompt");
-        comm_broadcast(mesh, GROUP_WORLD, ids[i], (size_t)len[i] * sizeof(int32_t), 0);
+        comm_broadcast(mesh, DPO_GROUP_WORLD, ids[i], (size_t)len[i] * sizeof(int32_t), 0);
         if (len[i] > longest) longest = len[i];
     }
 
@@ -280,7 +280,7 @@ int generate_main(const dpo_config_t *cfg, const dpo_mesh_t *mesh, const dpo_bac
         ok = (hf_is_model_dir(path) ? hf_load_model(path, &m, err, sizeof err)
                                     : ckpt_load_model(path, &m, err, sizeof err)) == 0;
     }
-    if (!comm_all_ok(mesh, GROUP_WORLD, ok)) dpo_fatal("policy.model_name: %s", ok ? "failed on another rank" : err);
+    if (!comm_all_ok(mesh, DPO_GROUP_WORLD, ok)) dpo_fatal("policy.model_name: %s", ok ? "failed on another rank" : err);
     dpo_generator_t g;
     if (generator_init(&g, &m, longest + cfg->gen_max_new_tokens, err, sizeof err) != 0)
         dpo_fatal_all("%s", err);

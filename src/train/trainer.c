@@ -116,7 +116,7 @@ static void install_stop_handlers(void) {
 // True on every rank when any rank has received a stop signal (one small
 // all-reduce per step: negligible next to the step's gradient reduction).
 static bool stop_requested(const dpo_mesh_t *mesh) {
-    return !comm_all_ok(mesh, GROUP_WORLD, g_stop_signal == 0);
+    return !comm_all_ok(mesh, DPO_GROUP_WORLD, g_stop_signal == 0);
 }
 
 static double now_sec(void) {
@@ -135,9 +135,9 @@ static double now_sec(void) {
 // other ranks failed, they end it with MPI_Abort naming themselves while the rest wait.
 static void fatal_unless_all_ok(const dpo_mesh_t *mesh, bool ok, const char *what,
                                 const char *err) {
-    if (comm_all_ok(mesh, GROUP_WORLD, ok)) return;
+    if (comm_all_ok(mesh, DPO_GROUP_WORLD, ok)) return;
     int ok0 = ok ? 1 : 0;
-    comm_broadcast(mesh, GROUP_WORLD, &ok0, sizeof ok0, 0);
+    comm_broadcast(mesh, DPO_GROUP_WORLD, &ok0, sizeof ok0, 0);
     if (!ok0) dpo_fatal_all("%s: %s", what, err);
     if (!ok) dpo_fatal("%s: %s", what, err);
     MPI_Barrier(mesh->world);  // never completes: a failed rank aborts the job
@@ -365,7 +365,7 @@ static void validate_split(trainer_t *t, int vi, dpo_loss_stats_t *st) {
         }
         batch_loss(t, 1.0, st);
     }
-    comm_allreduce_f64(t->mesh, GROUP_DP, (double *)st, LOSS_STATS_NFIELDS, REDUCE_SUM);
+    comm_allreduce_f64(t->mesh, DPO_GROUP_DP, (double *)st, LOSS_STATS_NFIELDS, DPO_REDUCE_SUM);
 }
 
 static void run_validation(trainer_t *t, double elapsed) {
@@ -458,7 +458,7 @@ static void train_step(trainer_t *t, const test_faults_t *tf, dpo_loss_stats_t *
     dpo_step_fns_t fns = {.load = step_load, .loss = step_loss, .seq_logps = t->seq_logps,
                           .dseq = t->dseq};
     schedule_forward_backward_no_pipelining(&t->policy, &t->sync, t->accum, &fns, &sc);
-    comm_allreduce_f64(mesh, GROUP_DP, (double *)st, LOSS_STATS_NFIELDS, REDUCE_SUM);
+    comm_allreduce_f64(mesh, DPO_GROUP_DP, (double *)st, LOSS_STATS_NFIELDS, DPO_REDUCE_SUM);
     *grad_norm = optim_global_grad_norm(&t->opt, &t->policy);
     if (tf->nan_step > 0 && step_no >= tf->nan_step && step_no < tf->nan_step + tf->nan_count &&
         tf->nan_rank == mesh->world_rank)
@@ -468,7 +468,7 @@ static void train_step(trainer_t *t, const test_faults_t *tf, dpo_loss_stats_t *
     // loss or gradient norm, combined over every rank (TP and DP) before any update.
     bool bad = !isfinite(*grad_norm) || !isfinite(st->loss);
     double flag = bad ? (double)(mesh->world_size - mesh->world_rank) : 0.0;
-    comm_allreduce_f64(mesh, GROUP_WORLD, &flag, 1, REDUCE_MAX);
+    comm_allreduce_f64(mesh, DPO_GROUP_WORLD, &flag, 1, DPO_REDUCE_MAX);
     *lr = optim_lr(&cfg->optim, t->st.step, t->total_steps);
     *skipped = false;
     if (flag > 0.0) {
@@ -730,8 +730,8 @@ static void reference_for_split(trainer_t *t, const dpo_split_t *s, float *chose
             rejected[k * mb + i] = (float)t->ref_logps[2 * i + 1];
         }
     }
-    comm_allreduce_f32(t->mesh, GROUP_DP, chosen, (size_t)n, REDUCE_SUM);
-    comm_allreduce_f32(t->mesh, GROUP_DP, rejected, (size_t)n, REDUCE_SUM);
+    comm_allreduce_f32(t->mesh, DPO_GROUP_DP, chosen, (size_t)n, DPO_REDUCE_SUM);
+    comm_allreduce_f32(t->mesh, DPO_GROUP_DP, rejected, (size_t)n, DPO_REDUCE_SUM);
 }
 
 int trainer_precompute_reference(const dpo_config_t *cfg, const dpo_mesh_t *mesh,
@@ -770,7 +770,7 @@ int trainer_precompute_reference(const dpo_config_t *cfg, const dpo_mesh_t *mesh
         free(refs);
         if (ok) log_info("stored reference log-probs in %s", cfg->dataset_path);
     }
-    ok = comm_all_ok(mesh, GROUP_WORLD, ok);
+    ok = comm_all_ok(mesh, DPO_GROUP_WORLD, ok);
     for (int i = 0; i < 2 * n_splits; i++) free(vals[i]);
     free(vals);
     free(groups);
