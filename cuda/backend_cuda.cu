@@ -583,7 +583,7 @@ static int cu_device(const dpo_backend_t *be) { return dpo_cuda_ctx(be)->device;
 static const dpo_cuda_backend_api_t cuda_api = {DPO_CUDA_BACKEND_ABI, cu_device_count,
                                                 cu_device_info,       cu_open,
                                                 cu_close,             cu_stream,
-                                                cu_device};
+                                                cu_device,            dpo_cuda_dcomm_open};
 
 extern "C" __attribute__((visibility("default"))) const dpo_cuda_backend_api_t *
 dpo_cuda_backend_entry(void) {

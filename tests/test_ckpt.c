@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "dpo/comm.h"
 #include "dpo/backend.h"
 #include "dpo/ckpt.h"
 #include "dpo/config.h"
@@ -431,7 +432,7 @@ int main(int argc, char **argv) {
     MPI_Init(&argc, &argv);
     MPI_Comm_rank(MPI_COMM_WORLD, &g_rank);
     MPI_Comm_size(MPI_COMM_WORLD, &g_size);
-    log_set_rank(g_rank, g_size);
+    comm_errors_init();
     snprintf(g_prefix, sizeof g_prefix, "test_ckpt.np%d", g_size);
     config_defaults(&g_cfg);
 

@@ -12,6 +12,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "dpo/comm.h"
 #include "dpo/batch.h"
 #include "dpo/dataset.h"
 #include "dpo/error.h"
@@ -672,7 +673,7 @@ int main(int argc, char **argv) {
     MPI_Init(&argc, &argv);
     MPI_Comm_rank(MPI_COMM_WORLD, &g_rank);
     MPI_Comm_size(MPI_COMM_WORLD, &g_size);
-    log_set_rank(g_rank, g_size);
+    comm_errors_init();
     snprintf(g_prefix, sizeof g_prefix, "test_dataset.np%d", g_size);
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
 

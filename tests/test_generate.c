@@ -216,7 +216,7 @@ int main(int argc, char **argv) {
     int world;
     MPI_Comm_rank(MPI_COMM_WORLD, &g_rank);
     MPI_Comm_size(MPI_COMM_WORLD, &world);
-    log_set_rank(g_rank, world);
+    comm_errors_init();
     if (argc < 2) dpo_fatal("usage: test_generate DATA_DIR");
     dpo_mesh_t mesh;
     mesh_init(&mesh, world);

@@ -34,6 +34,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dpo/comm.h"
 #include "dpo/backend.h"
 #include "dpo/batch.h"
 #include "dpo/config.h"
@@ -369,7 +370,7 @@ int main(int argc, char **argv) {
     int world;
     MPI_Comm_rank(MPI_COMM_WORLD, &g_rank);
     MPI_Comm_size(MPI_COMM_WORLD, &world);
-    log_set_rank(g_rank, world);
+    comm_errors_init();
     if (argc < 2) dpo_fatal("usage: test_hf_conformance DATA_DIR");
     const char *root = argv[1];
     dpo_mesh_t mesh;

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dpo/comm.h"
 #include "dpo/backend.h"
 #include "dpo/batch.h"
 #include "dpo/error.h"
@@ -363,7 +364,7 @@ int main(int argc, char **argv) {
     int rank, world;
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     MPI_Comm_size(MPI_COMM_WORLD, &world);
-    log_set_rank(rank, world);
+    comm_errors_init();
     if (argc > 1 && strcmp(argv[1], "--tp") == 0) {
         check_tensor_parallel_all(world);
         if (rank == 0)

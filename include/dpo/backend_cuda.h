@@ -66,10 +66,18 @@ void *backend_cuda_stream(const dpo_backend_t *be);
 // The instance's device ordinal.
 int backend_cuda_device(const dpo_backend_t *be);
 
+struct dpo_dcomm;
+// The NCCL device collectives on instance be's buffers (dcomm.h), over the MPI
+// communicators mpi_comms points at: MPI_Comm[DPO_N_GROUPS] (world, TP, DP), kept
+// as void * so that this header needs no mpi.h. Collective over the world. Use
+// dcomm_nccl_open (mesh.h), which passes a mesh's communicators.
+struct dpo_dcomm *backend_cuda_dcomm_open(const dpo_backend_t *be, const void *mpi_comms,
+                                          char *err, size_t err_len);
+
 // ---- the library's side (cuda/backend_cuda.cu; not for callers) ----
 // The shared library exports one symbol, DPO_CUDA_BACKEND_ENTRY, a function that
 // returns its entry points; the loader checks the version before any use.
-#define DPO_CUDA_BACKEND_ABI 1
+#define DPO_CUDA_BACKEND_ABI 2
 #define DPO_CUDA_BACKEND_ENTRY "dpo_cuda_backend_entry"
 typedef struct {
     int abi;   // DPO_CUDA_BACKEND_ABI
@@ -79,8 +87,12 @@ typedef struct {
     void (*close)(dpo_backend_t *be);
     void *(*stream)(const dpo_backend_t *be);
     int (*device)(const dpo_backend_t *be);
+    struct dpo_dcomm *(*dcomm_open)(const dpo_backend_t *be, const void *mpi_comms, char *err,
+                                    size_t err_len);
 } dpo_cuda_backend_api_t;
 const dpo_cuda_backend_api_t *dpo_cuda_backend_entry(void);
+struct dpo_dcomm *dpo_cuda_dcomm_open(const dpo_backend_t *be, const void *mpi_comms, char *err,
+                                      size_t err_len);   // cuda/dcomm_nccl.cu
 
 #ifdef __cplusplus
 }

@@ -2,6 +2,17 @@
 //
 // A fatal error on any rank must take the whole job down (MPI_Abort) rather than
 // leave the other ranks blocked in a collective.
+//
+// The rule for errors:
+//   - environment errors (a missing file, a bad key, a full disk) RETURN: -1 or
+//     false with the reason in the caller's err buffer, naming the file, key or
+//     tensor; the program layer decides;
+//   - programmer errors (a broken invariant, a NULL table entry) DIE at once:
+//     dpo_fatal, which names the rank and aborts the job;
+//   - a step every rank does on its own (opening a file, binding a device) AGREES
+//     first, then dies: comm_agree / comm_agree_or_die (comm.h) give every rank
+//     the lowest failing rank's message, named, and end the job cleanly
+//     (dpo_fatal_all), so no rank is left waiting in a collective.
 #ifndef DPO_ERROR_H
 #define DPO_ERROR_H
 
@@ -20,8 +31,12 @@
 extern "C" {
 #endif
 
-// Set once MPI is up; messages then carry "[rank N]" and fatal errors call MPI_Abort.
+// Set once MPI is up; messages then carry "[rank N]". comm_errors_init (comm.h)
+// calls both: the rank, and how a fatal error ends the job (abort_job: MPI_Abort,
+// taking every rank down; finish_job: MPI_Finalize, this rank's clean end).
+// Without them (serial tools) a fatal error is exit(1).
 void log_set_rank(int rank, int world_size);
+void dpo_set_job_exit(void (*abort_job)(void), void (*finish_job)(void));
 int log_rank(void);
 
 // Informational output, printed by rank 0 only.

@@ -6,6 +6,7 @@
 #define DPO_MESH_H
 
 #include <mpi.h>
+#include <stddef.h>
 
 typedef struct {
     int world_rank, world_size;
@@ -13,34 +14,32 @@ typedef struct {
     int dp_rank, dp_size;
     int local_rank, local_size;  // within the node (MPI_COMM_TYPE_SHARED)
     MPI_Comm world, tp, dp, local;
-    // CUDA backend only (mesh_enable_nccl): the NCCL communicators of the world, TP
-    // and DP groups (ncclComm_t, kept as void * so that this header needs no
-    // nccl.h; NULL for a group of one rank) and the cudaStream_t they run on.
-    // nccl is 0 on the CPU backend, and every collective then goes through MPI.
-    int nccl;
-    void *nccl_world, *nccl_tp, *nccl_dp;
-    void *stream;
+    // The device collectives of this mesh (dcomm.h): MPI on host buffers from
+    // mesh_init, NCCL on a CUDA backend's buffers once mesh_set_dcomm installs it.
+    struct dpo_dcomm *dcomm;
 } dpo_mesh_t;
 
 // Splits MPI_COMM_WORLD; dies with a message when world_size % tp_size != 0.
 void mesh_init(dpo_mesh_t *mesh, int tp_size);
-// Also destroys the NCCL communicators (before backend_cuda_close frees the stream).
+// Frees the device collectives too (NCCL: before backend_cuda_close frees the stream).
 void mesh_free(dpo_mesh_t *mesh);
 // A mesh of one rank over MPI_COMM_SELF (unit tests, single-process tools).
 void mesh_init_self(dpo_mesh_t *mesh);
 
-// Once this rank's CUDA device is bound (backend_cuda_open): creates one NCCL
-// communicator per group of more than one rank, so that the collectives of comm.h
-// carry device buffers through NCCL, queued on `stream` (a cudaStream_t: the
-// backend's compute stream). Collective over the world. NCCL failures are fatal
-// (dpo_fatal with file:line and NCCL's message); in a build without NCCL it dies.
-void mesh_enable_nccl(dpo_mesh_t *mesh, void *stream);
+// Replaces the mesh's device collectives (freeing the previous ones); the mesh
+// frees dc in mesh_free. dc must be over this mesh's groups.
+void mesh_set_dcomm(dpo_mesh_t *mesh, struct dpo_dcomm *dc);
 
-// An NCCL communicator over MPI communicator c (collective over c): rank 0 of c
-// makes the unique id, MPI_Bcast shares it, every rank joins. NULL when c has one
-// rank. Used by mesh_enable_nccl and comm_subgroup_split; needs a bound device.
-void *mesh_nccl_create(MPI_Comm c);
-// Waits for the communicator's work on `stream`, then destroys it (NULL: no-op).
-void mesh_nccl_destroy(void *nccl_comm, void *stream);
+// The MPI device collectives over the mesh's communicators (host buffers).
+struct dpo_dcomm *dcomm_mpi_open(const dpo_mesh_t *mesh);
+
+struct dpo_backend;
+// The NCCL device collectives on the buffers of CUDA backend instance be (the
+// rank's device bound): one NCCL communicator per group of more than one rank,
+// each group on its own stream, ordered against be's compute stream. They live in
+// the CUDA backend's library (cuda/dcomm_nccl.cu). Collective over the world.
+// NULL with the reason in err (no CUDA in this build, library, NCCL error).
+struct dpo_dcomm *dcomm_nccl_open(const dpo_mesh_t *mesh, const struct dpo_backend *be,
+                                  char *err, size_t err_len);
 
 #endif

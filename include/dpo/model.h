@@ -17,7 +17,7 @@
 #include "dpo/config.h"
 #include "dpo/mesh.h"
 
-struct comm_subgroup;  // comm.h
+struct dpo_dcomm;  // dcomm.h
 
 #define DPO_TENSOR_NAME_MAX 96
 
@@ -117,7 +117,7 @@ typedef struct {
     dpo_model_acts_t *acts;
     // Trainable with kv_replicas > 1: the TP ranks holding the same KV head (their
     // K/V gradients are summed over it); NULL otherwise.
-    struct comm_subgroup *kv_comm;
+    struct dpo_dcomm *kv_comm;
     // Called by the backward when a tensor's gradient of the micro-batch is complete
     // (model_set_grad_hook): the data-parallel reduction starts from it.
     void (*grad_hook)(void *ctx, int tensor);

@@ -128,6 +128,11 @@ void backend_cuda_close(dpo_backend_t *be) {
     if (be) api_of(be, "backend_cuda_close")->close(be);
 }
 
+struct dpo_dcomm *backend_cuda_dcomm_open(const dpo_backend_t *be, const void *mpi_comms,
+                                          char *err, size_t err_len) {
+    return api_of(be, "backend_cuda_dcomm_open")->dcomm_open(be, mpi_comms, err, err_len);
+}
+
 void *backend_cuda_stream(const dpo_backend_t *be) {
     return api_of(be, "backend_cuda_stream")->stream(be);
 }
@@ -173,6 +178,14 @@ void *backend_cuda_stream(const dpo_backend_t *be) {
 int backend_cuda_device(const dpo_backend_t *be) {
     (void)be;
     dpo_fatal("backend_cuda_device: this build has no CUDA backend");
+}
+
+struct dpo_dcomm *backend_cuda_dcomm_open(const dpo_backend_t *be, const void *mpi_comms,
+                                          char *err, size_t err_len) {
+    (void)be;
+    (void)mpi_comms;
+    dpo_errf(err, err_len, NO_CUDA_BUILD);
+    return NULL;
 }
 
 #endif

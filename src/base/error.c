@@ -1,12 +1,20 @@
-// error.c — rank-aware logging and fatal errors.
+// error.c — rank-aware logging and fatal errors. No MPI here: how a fatal error
+// ends a job of several ranks is installed by the parallel layer (comm_errors_init),
+// so serial tools (dpo_pairs, dpo_prep's tokenizer) link this layer without MPI.
 #include "dpo/error.h"
 
-#include <mpi.h>
 #include <stdlib.h>
 
 static int g_rank = 0;
 static int g_world = 1;
 static const char *g_prog = "dpo_hpc";
+static void (*g_abort_job)(void);    // ends every rank (MPI_Abort)
+static void (*g_finish_job)(void);   // this rank's clean end (MPI_Finalize)
+
+void dpo_set_job_exit(void (*abort_job)(void), void (*finish_job)(void)) {
+    g_abort_job = abort_job;
+    g_finish_job = finish_job;
+}
 
 void log_set_program(const char *name) { g_prog = name; }
 
@@ -60,11 +68,8 @@ void dpo_fatal(const char *fmt, ...) {
     va_start(ap, fmt);
     report(tag, fmt, ap);
     va_end(ap);
-    int initialized = 0, finalized = 0;
-    MPI_Initialized(&initialized);
-    MPI_Finalized(&finalized);
-    // With several ranks, only MPI_Abort reliably frees the others from collectives.
-    if (initialized && !finalized && g_world > 1) MPI_Abort(MPI_COMM_WORLD, 1);
+    // With several ranks, only an abort of the job frees the others from collectives.
+    if (g_abort_job && g_world > 1) g_abort_job();
     exit(1);
 }
 
@@ -77,10 +82,7 @@ void dpo_fatal_all(const char *fmt, ...) {
         report(tag, fmt, ap);
         va_end(ap);
     }
-    int initialized = 0, finalized = 0;
-    MPI_Initialized(&initialized);
-    MPI_Finalized(&finalized);
-    if (initialized && !finalized) MPI_Finalize();
+    if (g_finish_job) g_finish_job();
     exit(1);
 }
 

@@ -29,6 +29,7 @@
 #include <hdf5.h>
 #include <mpi.h>
 
+#include "dpo/comm.h"
 #include "dpo/error.h"
 #include "dpo/h5util.h"
 #include "dpo/program.h"
@@ -41,27 +42,6 @@
 #define CKPT_ALIGN_THRESHOLD ((hsize_t)1 << 20)
 #define CKPT_ALIGNMENT ((hsize_t)1 << 20)
 #define MSG_LEN 1024
-
-// Every rank learns whether all succeeded; on failure every rank's err holds the
-// message of the lowest failing rank.
-static int agree(MPI_Comm comm, int ok, char *err, size_t err_len) {
-    int all = ok;
-    MPI_Allreduce(MPI_IN_PLACE, &all, 1, MPI_INT, MPI_MIN, comm);
-    if (all) return 1;
-    int rank, size;
-    MPI_Comm_rank(comm, &rank);
-    MPI_Comm_size(comm, &size);
-    int who = ok ? size : rank;
-    MPI_Allreduce(MPI_IN_PLACE, &who, 1, MPI_INT, MPI_MIN, comm);
-    char msg[MSG_LEN] = {0};
-    if (rank == who) snprintf(msg, sizeof msg, "%s", err ? err : "");
-    MPI_Bcast(msg, MSG_LEN, MPI_CHAR, who, comm);
-    if (who != 0 && size > 1)
-        dpo_errf(err, err_len, "%s [rank %d]", msg, who);
-    else
-        dpo_errf(err, err_len, "%s", msg);
-    return 0;
-}
 
 // ---- small file helpers ----
 
@@ -436,7 +416,7 @@ static int load_group(hid_t f, const char *gpath, const char *file, const dpo_mo
         size_t lo, hi, at;
         range_part(t, off, n, &lo, &hi, &at);
         int r = read_tensor(g, gpath, file, m, t, buf + at, lo, hi, stage, dxpl, err, err_len);
-        ok = agree(comm, r == 0, err, err_len);
+        ok = comm_agree_mpi(comm, r == 0, err, err_len);
     }
     H5Pclose(dxpl);
     free(stage);
@@ -500,7 +480,7 @@ int ckpt_save(const char *dir, const dpo_mesh_t *mesh, const dpo_model_t *model,
         ok = 0;
     }
     if (rank == 0 && ok && util_mkdir_p(dir, err, err_len) < 0) ok = 0;
-    if (!agree(comm, ok, err, err_len)) {
+    if (!comm_agree_mpi(comm, ok, err, err_len)) {
         free(config_text);
         return -1;
     }
@@ -514,7 +494,7 @@ int ckpt_save(const char *dir, const dpo_mesh_t *mesh, const dpo_model_t *model,
     hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
     H5Pclose(fapl);
     if (f < 0) dpo_errf(err, err_len, "%s: cannot create (%s)", tmp, h5util_reason());
-    if (!agree(comm, f >= 0, err, err_len)) {
+    if (!comm_agree_mpi(comm, f >= 0, err, err_len)) {
         if (f >= 0) H5Fclose(f);
         free(config_text);
         return -1;
@@ -542,7 +522,7 @@ int ckpt_save(const char *dir, const dpo_mesh_t *mesh, const dpo_model_t *model,
     if (gm < 0 || write_model_config(gm, lay) < 0) r = -1;
     if (r)
         dpo_errf(err, err_len, "%s: cannot write attributes (%s)", tmp, h5util_reason());
-    ok = agree(comm, r == 0, err, err_len);
+    ok = comm_agree_mpi(comm, r == 0, err, err_len);
 
     float *stage = xmalloc(max_local_numel(lay) * sizeof(float), "checkpoint staging buffer");
     hid_t dxpl = H5Pcreate(H5P_DATASET_XFER);
@@ -554,7 +534,7 @@ int ckpt_save(const char *dir, const dpo_mesh_t *mesh, const dpo_model_t *model,
         bool writer = mesh->dp_rank == 0 && t->tp_writer;
         int w = write_tensor(gm, "/model", tmp, model, t, model->params + t->offset, 0,
                              slab_file_numel(t), writer, stage, dxpl, err, err_len);
-        ok = agree(comm, w == 0, err, err_len);
+        ok = comm_agree_mpi(comm, w == 0, err, err_len);
     }
     if (gm >= 0) H5Gclose(gm);
     if (ok && opt) {
@@ -569,7 +549,7 @@ int ckpt_save(const char *dir, const dpo_mesh_t *mesh, const dpo_model_t *model,
                                : H5I_INVALID_HID;
             if (gk < 0 || rr < 0)
                 dpo_errf(err, err_len, "%s: %s: cannot create (%s)", tmp, gpath, h5util_reason());
-            ok = agree(comm, gk >= 0 && rr == 0, err, err_len);
+            ok = comm_agree_mpi(comm, gk >= 0 && rr == 0, err, err_len);
             for (int i = 0; i < lay->n_tensors && ok; i++) {
                 const dpo_tensor_t *t = &lay->tensors[i];
                 if (t->frozen) continue;  // no optimizer state
@@ -580,7 +560,7 @@ int ckpt_save(const char *dir, const dpo_mesh_t *mesh, const dpo_model_t *model,
                 bool writer = (opt->sharded || mesh->dp_rank == 0) && t->tp_writer;
                 int w = write_tensor(gk, gpath, tmp, model, t, bufs[k] + at, lo, hi, writer,
                                      stage, dxpl, err, err_len);
-                ok = agree(comm, w == 0, err, err_len);
+                ok = comm_agree_mpi(comm, w == 0, err, err_len);
             }
             if (gk >= 0) H5Gclose(gk);
         }
@@ -591,7 +571,7 @@ int ckpt_save(const char *dir, const dpo_mesh_t *mesh, const dpo_model_t *model,
 
     herr_t cr = H5Fclose(f);
     if (ok && cr < 0) dpo_errf(err, err_len, "%s: closing failed (%s)", tmp, h5util_reason());
-    ok = agree(comm, ok && cr >= 0, err, err_len);
+    ok = comm_agree_mpi(comm, ok && cr >= 0, err, err_len);
     MPI_Barrier(comm);
     if (rank == 0) {
         if (ok) {

@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "dpo/comm.h"
+#include "dpo/dcomm.h"
 #include "dpo/error.h"
 #include "dpo/rng.h"
 
@@ -389,7 +390,7 @@ int model_init(dpo_model_t *m, const dpo_backend_t *be, const dpo_mesh_t *mesh,
     m->acts = acts_alloc(m, trainable);
     m->kv_comm = NULL;
     if (trainable && m->layout.kv_replicas > 1)  // collective over the TP group
-        m->kv_comm = comm_subgroup_split(mesh, DPO_GROUP_TP, m->layout.kv_head_start);
+        m->kv_comm = dcomm_split(mesh->dcomm, DPO_GROUP_TP, m->layout.kv_head_start);
     return 0;
 }
 
@@ -421,7 +422,7 @@ void model_set_recompute(dpo_model_t *m, bool on) {
 void model_free(dpo_model_t *m) {
     if (!m->be) return;
     acts_free(m, m->acts);
-    comm_subgroup_free(m->kv_comm);
+    dcomm_free(m->kv_comm);
     dpo_free(m->be, m->params);
     if (m->grads) dpo_free(m->be, m->grads);
     layout_free(&m->layout);
@@ -582,7 +583,7 @@ static void layer_out(dpo_model_t *m, dpo_model_acts_t *a, int l, int T, layer_a
 
     // Row-parallel o_proj, then the g operator (all-reduce of partial sums).
     linear_fwd(be, m->dtype, a->tmp, s->att, P(m, lt->o), T, C, Hl * D);
-    comm_allreduce_f32(m->mesh, DPO_GROUP_TP, a->tmp, (size_t)T * C, DPO_REDUCE_SUM);
+    dcomm_allreduce_f32(m->mesh->dcomm, DPO_GROUP_TP, a->tmp, (size_t)T * C, DPO_REDUCE_SUM);
     dpo_add_inplace(be, a->x, a->tmp, (size_t)T * C, m->dtype);
     dpo_copy(be, s->x_mid, a->x, (size_t)T * C * sizeof(float));
 
@@ -591,7 +592,7 @@ static void layer_out(dpo_model_t *m, dpo_model_acts_t *a, int l, int T, layer_a
     linear_fwd(be, m->dtype, s->up, s->xn2, P(m, lt->up), T, Fl, C);
     dpo_swiglu_fwd(be, s->h, s->gate, s->up, (size_t)T * Fl, m->dtype);
     linear_fwd(be, m->dtype, a->tmp, s->h, P(m, lt->down), T, C, Fl);
-    comm_allreduce_f32(m->mesh, DPO_GROUP_TP, a->tmp, (size_t)T * C, DPO_REDUCE_SUM);
+    dcomm_allreduce_f32(m->mesh->dcomm, DPO_GROUP_TP, a->tmp, (size_t)T * C, DPO_REDUCE_SUM);
     dpo_add_inplace(be, a->x, a->tmp, (size_t)T * C, m->dtype);
 }
 
@@ -656,7 +657,7 @@ void model_embed_fwd(dpo_model_t *m, dpo_model_acts_t *a, const dpo_batch_t *b) 
     // Vocabulary-parallel embedding: each shard fills its own tokens' rows.
     dpo_embedding_fwd(m->be, a->x, a->tokens, P(m, lay->embed), T, C, lay->vocab_start,
                       lay->vocab_local, m->dtype);
-    comm_allreduce_f32(m->mesh, DPO_GROUP_TP, a->x, (size_t)T * C, DPO_REDUCE_SUM);
+    dcomm_allreduce_f32(m->mesh->dcomm, DPO_GROUP_TP, a->x, (size_t)T * C, DPO_REDUCE_SUM);
 }
 
 void model_layers_fwd(dpo_model_t *m, dpo_model_acts_t *a, const dpo_batch_t *b, int l0, int l1,
@@ -715,13 +716,13 @@ static void logprob_backward(dpo_model_t *m, dpo_model_acts_t *a, const dpo_batc
         linear_bwd(be, m->dtype, a->dhs + (size_t)r0 * C, dW, a->logits, h, W, n, Vl, C, 0.0f);
     }
     // Each vocabulary shard holds a partial d hidden.
-    comm_allreduce_f32(m->mesh, DPO_GROUP_TP, a->dhs, (size_t)S * C, DPO_REDUCE_SUM);
+    dcomm_allreduce_f32(m->mesh->dcomm, DPO_GROUP_TP, a->dhs, (size_t)S * C, DPO_REDUCE_SUM);
 }
 
 // In-place sum over the TP ranks that hold the same KV head (m->kv_comm), through
 // comm.c like every other collective (MPI on the CPU backend, NCCL on the CUDA one).
 static void kv_allreduce(const dpo_model_t *m, float *buf, size_t n) {
-    comm_subgroup_allreduce_f32(m->kv_comm, buf, n, DPO_REDUCE_SUM);
+    dcomm_allreduce_f32(m->kv_comm, DPO_GROUP_WORLD, buf, n, DPO_REDUCE_SUM);
 }
 
 static void layer_backward(dpo_model_t *m, dpo_model_acts_t *a, int l, const dpo_batch_t *b) {
@@ -738,7 +739,7 @@ static void layer_backward(dpo_model_t *m, dpo_model_acts_t *a, int l, const dpo
     dpo_swiglu_bwd(be, a->dgate, a->dup, a->dh, s->gate, s->up, (size_t)T * Fl, m->dtype);
     linear_bwd(be, m->dtype, a->dxn, G(m, lt->gate), a->dgate, s->xn2, P(m, lt->gate), T, Fl, C, 0.0f);
     linear_bwd(be, m->dtype, a->dxn, G(m, lt->up), a->dup, s->xn2, P(m, lt->up), T, Fl, C, 1.0f);
-    comm_allreduce_f32(m->mesh, DPO_GROUP_TP, a->dxn, TC, DPO_REDUCE_SUM);  // f operator backward
+    dcomm_allreduce_f32(m->mesh->dcomm, DPO_GROUP_TP, a->dxn, TC, DPO_REDUCE_SUM);  // f operator backward
     dpo_rmsnorm_bwd(be, a->dtmp, G(m, lt->mlp_norm), a->dxn, s->x_mid, P(m, lt->mlp_norm), s->rstd2,
                     T, C, m->dtype);
     dpo_add_inplace(be, a->dx, a->dtmp, TC, m->dtype);
@@ -792,7 +793,7 @@ static void layer_backward(dpo_model_t *m, dpo_model_acts_t *a, int l, const dpo
             if (G(m, lt->v_bias)) dpo_add_inplace(be, G(m, lt->v_bias), gvb, (size_t)Kl * D, DPO_F32);
         }
     }
-    comm_allreduce_f32(m->mesh, DPO_GROUP_TP, a->dxn, TC, DPO_REDUCE_SUM);  // f operator backward
+    dcomm_allreduce_f32(m->mesh->dcomm, DPO_GROUP_TP, a->dxn, TC, DPO_REDUCE_SUM);  // f operator backward
     dpo_rmsnorm_bwd(be, a->dtmp, G(m, lt->attn_norm), a->dxn, s->x_in, P(m, lt->attn_norm), s->rstd1,
                     T, C, m->dtype);
     dpo_add_inplace(be, a->dx, a->dtmp, TC, m->dtype);
@@ -854,7 +855,7 @@ void model_layers_bwd(dpo_model_t *m, dpo_model_acts_t *a, const dpo_batch_t *b,
     // to the (already complete) accumulated gradient.
     if (a->dqkn) {
         float *part = a->dqkn + (size_t)l0 * 2 * D;
-        comm_allreduce_f32(m->mesh, DPO_GROUP_TP, part, 2 * D * (size_t)(l1 - l0), DPO_REDUCE_SUM);
+        dcomm_allreduce_f32(m->mesh->dcomm, DPO_GROUP_TP, part, 2 * D * (size_t)(l1 - l0), DPO_REDUCE_SUM);
         for (int l = l0; l < l1; l++) {
             const dpo_layer_tensors_t *lt = &lay->layers[l];
             float *gq = G(m, lt->q_norm), *gk = G(m, lt->k_norm);
@@ -942,7 +943,7 @@ void model_forward_cached(dpo_model_t *m, dpo_kv_cache_t *c, const int32_t *toke
     dpo_to_device(be, a->pos, pos, (size_t)n * sizeof(int32_t));
     free(pos);
     dpo_embedding_fwd(be, a->x, a->tokens, P(m, lay->embed), n, C, lay->vocab_start, lay->vocab_local, m->dtype);
-    comm_allreduce_f32(m->mesh, DPO_GROUP_TP, a->x, (size_t)n * C, DPO_REDUCE_SUM);
+    dcomm_allreduce_f32(m->mesh->dcomm, DPO_GROUP_TP, a->x, (size_t)n * C, DPO_REDUCE_SUM);
     size_t kvd = (size_t)c->kv_dim;
     for (int l = 0; l < lay->cfg.num_hidden_layers; l++) {
         layer_acts_t *s = &a->layer[0];

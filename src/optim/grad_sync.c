@@ -5,7 +5,8 @@
 #include <string.h>
 
 #include "dpo/backend.h"
-#include "dpo/comm.h"
+#include "dpo/dcomm.h"
+#include "dpo/mesh.h"
 #include "dpo/error.h"
 
 // End of the range the reduction covers: the trainable elements without ZeRO,
@@ -60,20 +61,9 @@ void grad_sync_free(dpo_grad_sync_t *g) {
 
 // The ZeRO shard of DP rank d is [d*S, (d+1)*S); a bucket goes to the shards it
 // overlaps, each rank receiving its part at the matching place of gshard.
-static void reduce_bucket(dpo_grad_sync_t *g, dpo_grad_bucket_t *b) {
+static void reduce_bucket_to_shards(dpo_grad_sync_t *g, dpo_grad_bucket_t *b) {
     dpo_model_t *m = g->model;
     dpo_optim_t *o = g->opt;
-    b->issued = true;
-    g->n_issued++;
-    if (!m->mesh) return;
-    if (!o->sharded) {
-        comm_allreduce_f32(m->mesh, DPO_GROUP_DP, m->grads + b->lo, b->hi - b->lo, DPO_REDUCE_SUM);
-        return;
-    }
-    if (g->n_buckets == 1) {   // the whole vector: the unbucketed call
-        comm_reduce_scatter_f32(m->mesh, DPO_GROUP_DP, m->grads, o->gshard, o->n);
-        return;
-    }
     int P = m->mesh->dp_size;
     size_t *counts = xmalloc((size_t)P * sizeof(size_t), "bucket counts");
     for (int d = 0; d < P; d++) {
@@ -82,8 +72,30 @@ static void reduce_bucket(dpo_grad_sync_t *g, dpo_grad_bucket_t *b) {
         counts[d] = hi > lo ? hi - lo : 0;
     }
     size_t mine = b->lo > o->off ? b->lo - o->off : 0;
-    comm_reduce_scatterv_f32(m->mesh, DPO_GROUP_DP, m->grads + b->lo, o->gshard + mine, counts);
+    dcomm_reduce_scatterv_f32(m->mesh->dcomm, DPO_GROUP_DP, m->grads + b->lo, o->gshard + mine,
+                              counts);
     free(counts);
+}
+
+// One bucket's DP reduction: all-reduced in place, or reduce-scattered to the shards.
+static void reduce_bucket(dpo_grad_sync_t *g, dpo_grad_bucket_t *b) {
+    dpo_model_t *m = g->model;
+    dpo_optim_t *o = g->opt;
+    b->issued = true;
+    g->n_issued++;
+    if (!m->mesh) return;
+    dpo_dcomm_t *dc = m->mesh->dcomm;
+    // Deferred: the rest of the backward goes on while the bucket is reduced (on
+    // NCCL; MPI returns when done); grad_sync_finish joins.
+    dcomm_defer_begin(dc);
+    if (!o->sharded) {
+        dcomm_allreduce_f32(dc, DPO_GROUP_DP, m->grads + b->lo, b->hi - b->lo, DPO_REDUCE_SUM);
+    } else if (g->n_buckets == 1) {   // the whole vector: the unbucketed call
+        dcomm_reduce_scatter_f32(dc, DPO_GROUP_DP, m->grads, o->gshard, o->n);
+    } else {
+        reduce_bucket_to_shards(g, b);
+    }
+    dcomm_defer_end(dc);
 }
 
 static void on_grad_done(void *ctx, int tensor) {
@@ -121,4 +133,6 @@ void grad_sync_finish(dpo_grad_sync_t *g) {
         }
     g->armed = false;
     model_set_grad_hook(g->model, NULL, NULL);
+    // The optimizer reads the reduced gradients next: wait for every bucket.
+    if (g->model->mesh) dcomm_join(g->model->mesh->dcomm);
 }

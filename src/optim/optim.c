@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "dpo/comm.h"
+#include "dpo/dcomm.h"
 
 #define OPTIM_PI 3.14159265358979323846
 
@@ -36,9 +37,9 @@ void optim_free(dpo_optim_t *o, const dpo_model_t *model) {
 
 void optim_reduce_grads(dpo_optim_t *o, dpo_model_t *model) {
     if (o->sharded)
-        comm_reduce_scatter_f32(model->mesh, DPO_GROUP_DP, model->grads, o->gshard, o->n);
+        dcomm_reduce_scatter_f32(model->mesh->dcomm, DPO_GROUP_DP, model->grads, o->gshard, o->n);
     else if (model->mesh)
-        comm_allreduce_f32(model->mesh, DPO_GROUP_DP, model->grads, model->layout.n_trainable,
+        dcomm_allreduce_f32(model->mesh->dcomm, DPO_GROUP_DP, model->grads, model->layout.n_trainable,
                            DPO_REDUCE_SUM);
 }
 
@@ -153,5 +154,6 @@ void optim_step(dpo_optim_t *o, dpo_model_t *model, const dpo_optim_params_t *cf
     }
     // Every DP rank updated its own shard: gather the full parameters everywhere.
     if (o->sharded)
-        comm_allgather_f32(model->mesh, DPO_GROUP_DP, model->params + o->off, model->params, o->n);
+        dcomm_allgather_f32(model->mesh->dcomm, DPO_GROUP_DP, model->params + o->off, model->params,
+                            o->n);
 }

@@ -17,6 +17,7 @@
 #include <jansson.h>
 #include <mpi.h>
 
+#include "dpo/comm.h"
 #include "dpo/backend.h"
 #include "dpo/ckpt.h"
 #include "dpo/error.h"
@@ -448,6 +449,7 @@ static int h52hf(const char *ckpt, const char *out, st_dtype_t dt, uint64_t max_
 int main(int argc, char **argv) {
     MPI_Init(&argc, &argv);
     log_set_program("dpo_convert");
+    comm_errors_init();
     dpo_program_set("dpo_convert");
     if (argc >= 2 && dpo_version_option(argv[1], true)) {
         MPI_Finalize();

@@ -54,27 +54,11 @@ static int threads_per_rank(const dpo_config_t *cfg, const dpo_mesh_t *mesh) {
     return n > 0 ? n : 1;
 }
 
-#ifdef DPO_HAVE_CUDA
-// Ends the job unless `ok` holds on every rank. When rank 0 failed its message is
-// printed once and every rank exits 1 (a node without a GPU fails the same way on
-// every rank); otherwise the failing ranks name themselves and abort the job.
-static void all_ok_or_die(const dpo_mesh_t *mesh, int ok, const char *msg) {
-    if (comm_all_ok(mesh, DPO_GROUP_WORLD, ok)) return;
-    int ok0 = ok;
-    comm_broadcast(mesh, DPO_GROUP_WORLD, &ok0, sizeof ok0, 0);
-    if (!ok0) dpo_fatal_all("%s", msg);
-    if (!ok) dpo_fatal("%s", msg);
-    MPI_Barrier(mesh->world);  // never completes: a failing rank aborts the job
-    dpo_fatal("cluster.backend = \"cuda\": device set-up failed on another rank");
-}
-#endif
-
 static int list_devices(void) {
     char err[2048] = "";
     bool avail = backend_cuda_available(err, sizeof err);
     int n = avail ? backend_cuda_device_count() : 0;
     printf("CUDA devices: %d\n", n);
-#ifdef DPO_HAVE_CUDA
     if (!avail) printf("  (%s)\n", err);
     for (int d = 0; d < n; d++) {
         dpo_cuda_device_info_t info;
@@ -84,9 +68,6 @@ static int list_devices(void) {
         else
             printf("  %d: cannot be queried: %s\n", d, err);
     }
-#else
-    printf("  (this build has no CUDA backend)\n");
-#endif
     return 0;
 }
 
@@ -99,33 +80,27 @@ static int list_devices(void) {
 // into desc.
 static dpo_backend_t *open_cuda(const dpo_config_t *cfg, dpo_mesh_t *mesh, char *desc,
                                 size_t desc_len) {
-#ifndef DPO_HAVE_CUDA
-    (void)cfg;
-    (void)mesh;
-    (void)desc;
-    (void)desc_len;
-    dpo_fatal_all("cluster.backend = \"cuda\": no CUDA backend in this build; use \"cpu\"");
-#else
+    const char *key = "cluster.backend = \"cuda\"";
     char msg[3072], host[256] = "", err[2048] = "";
     gethostname(host, sizeof host - 1);
     // The backend's library (libdpo_backend_cuda.so) must load before anything else.
     bool avail = backend_cuda_available(err, sizeof err);
-    snprintf(msg, sizeof msg, "cluster.backend = \"cuda\": on host %s: %s", host, err);
-    all_ok_or_die(mesh, avail, msg);
+    snprintf(msg, sizeof msg, "on host %s: %s; use cluster.backend = \"cpu\"", host, err);
+    comm_agree_or_die(mesh, avail, key, msg);
     int n = backend_cuda_device_count();
     const char *vis = getenv("CUDA_VISIBLE_DEVICES");
     snprintf(msg, sizeof msg,
-             "cluster.backend = \"cuda\": no CUDA device visible on host %s "
+             "no CUDA device visible on host %s "
              "(CUDA_VISIBLE_DEVICES=%s); run where a GPU is visible or use cluster.backend = \"cpu\"",
              host, vis ? vis : "unset");
-    all_ok_or_die(mesh, n > 0, msg);
+    comm_agree_or_die(mesh, n > 0, key, msg);
 
     int ordinal = mesh->local_rank % n;
     dpo_cuda_device_info_t prop;
     int e = backend_cuda_device_info(ordinal, &prop, err, sizeof err);
-    snprintf(msg, sizeof msg, "cluster.backend = \"cuda\": cannot query CUDA device %d on %s: %s",
+    snprintf(msg, sizeof msg, "cannot query CUDA device %d on %s: %s",
              ordinal, host, err);
-    all_ok_or_die(mesh, e == 0, msg);
+    comm_agree_or_die(mesh, e == 0, key, msg);
 
     // The node-local ranks compare device UUIDs: the first other rank on ours, if any.
     unsigned char *uuids = xmalloc((size_t)mesh->local_size * 16, "device uuids");
@@ -136,29 +111,32 @@ static dpo_backend_t *open_cuda(const dpo_config_t *cfg, dpo_mesh_t *mesh, char 
             other = q;
     free(uuids);
     snprintf(msg, sizeof msg,
-             "cluster.backend = \"cuda\": rank %d (node-local rank %d of %d on %s) would share "
+             "rank %d (node-local rank %d of %d on %s) would share "
              "CUDA device %d (%s) with node-local rank %d: %d device(s) visible to each of the "
              "node's %d ranks. One GPU per rank: start at most %d rank(s) on this node, or give "
              "each rank its own GPU (CUDA_VISIBLE_DEVICES)",
              mesh->world_rank, mesh->local_rank, mesh->local_size, host, ordinal, prop.name, other,
              n, mesh->local_size, n);
-    all_ok_or_die(mesh, other < 0, msg);
+    comm_agree_or_die(mesh, other < 0, key, msg);
 
     dpo_matmul_precision_t prec = cfg->matmul_precision == DPO_CFG_MATMUL_FP32   ? DPO_MATMUL_FP32
                                   : cfg->matmul_precision == DPO_CFG_MATMUL_TF32 ? DPO_MATMUL_TF32
                                                                                  : DPO_MATMUL_BF16;
     err[0] = '\0';
     dpo_backend_t *be = backend_cuda_open(ordinal, prec, err, sizeof err);
-    snprintf(msg, sizeof msg, "cluster.backend = \"cuda\": CUDA device %d on %s: %s", ordinal,
+    snprintf(msg, sizeof msg, "CUDA device %d on %s: %s", ordinal,
              host, err[0] ? err : "cannot be opened");
-    all_ok_or_die(mesh, be != NULL, msg);
-    // After the device is bound: NCCL communicators live on the current device.
-    mesh_enable_nccl(mesh, backend_cuda_stream(be));
+    comm_agree_or_die(mesh, be != NULL, key, msg);
+    // After the device is bound: the NCCL device collectives replace the MPI ones.
+    err[0] = '\0';
+    dpo_dcomm_t *dc = dcomm_nccl_open(mesh, be, err, sizeof err);
+    snprintf(msg, sizeof msg, "NCCL on CUDA device %d on %s: %s", ordinal, host, err);
+    comm_agree_or_die(mesh, dc != NULL, key, msg);
+    mesh_set_dcomm(mesh, dc);
     snprintf(desc, desc_len, ", CUDA device %d of %d (%s, PCI %04x:%02x:%02x), matmul %s", ordinal,
              n, prop.name, prop.pci_domain, prop.pci_bus, prop.pci_device,
              cfg_matmul_name(cfg->matmul_precision));
     return be;
-#endif
 }
 
 int main(int argc, char **argv) {
@@ -167,7 +145,7 @@ int main(int argc, char **argv) {
     int rank, world;
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     MPI_Comm_size(MPI_COMM_WORLD, &world);
-    log_set_rank(rank, world);
+    comm_errors_init();
 
     bool precompute = false;
     const char *eval_weights = NULL;   // --evaluate WEIGHTS: validation only

@@ -175,11 +175,12 @@ static json_t *ids_json(const int32_t *ids, int n) {
     return a;
 }
 
-// Every rank learns rank 0's verdict; rank 0 prints its message.
-static int world_ok(const dpo_mesh_t *mesh, int ok, const char *err) {
-    comm_broadcast(mesh, DPO_GROUP_WORLD, &ok, sizeof ok, 0);
-    if (!ok && mesh->world_rank == 0) fprintf(stderr, "dpo_hpc: error: %s\n", err);
-    return ok;
+// The agreement of comm.h; on failure rank 0 prints the (lowest failing rank's)
+// message and the caller returns 1 on every rank.
+static bool agreed(const dpo_mesh_t *mesh, bool ok, const char *what, char *err, size_t err_len) {
+    if (comm_agree(mesh, DPO_GROUP_WORLD, ok, err, err_len)) return true;
+    if (mesh->world_rank == 0) fprintf(stderr, "dpo_hpc: error: %s%s%s\n", what, *what ? ": " : "", err);
+    return false;
 }
 
 // A NeMo Gym rollout record: the prompt as the user message, the generation as the
@@ -219,10 +220,7 @@ int generate_main(const dpo_config_t *cfg, const dpo_mesh_t *mesh, const dpo_bac
                                       : ckpt_read_model_config(path, &mc, err, sizeof err)) != 0) {
         ok = 0;
     }
-    if (!comm_all_ok(mesh, DPO_GROUP_WORLD, ok)) {
-        if (rank0) fprintf(stderr, "dpo_hpc: error: policy.model_name: %s\n", err);
-        return 1;
-    }
+    if (!agreed(mesh, ok, "policy.model_name", err, sizeof err)) return 1;
 
     // Rank 0: tokenizer, prompts.
     dpo_tokenizer_t *tok = NULL;
@@ -245,7 +243,7 @@ int generate_main(const dpo_config_t *cfg, const dpo_mesh_t *mesh, const dpo_bac
         }
         if (ok && read_prompts(in_path, tok, mc.vocab_size, &pr, err, sizeof err) != 0) ok = 0;
     }
-    if (!world_ok(mesh, ok, err)) {
+    if (!agreed(mesh, ok, "", err, sizeof err)) {
         prompts_free(&pr);
         if (tok) tokenizer_free(tok);
         free(stop);
@@ -280,7 +278,7 @@ int generate_main(const dpo_config_t *cfg, const dpo_mesh_t *mesh, const dpo_bac
         ok = (hf_is_model_dir(path) ? hf_load_model(path, &m, err, sizeof err)
                                     : ckpt_load_model(path, &m, err, sizeof err)) == 0;
     }
-    if (!comm_all_ok(mesh, DPO_GROUP_WORLD, ok)) dpo_fatal("policy.model_name: %s", ok ? "failed on another rank" : err);
+    comm_agree_or_die(mesh, ok, "policy.model_name", err);
     dpo_generator_t g;
     if (generator_init(&g, &m, longest + cfg->gen_max_new_tokens, err, sizeof err) != 0)
         dpo_fatal_all("%s", err);
@@ -302,7 +300,7 @@ int generate_main(const dpo_config_t *cfg, const dpo_mesh_t *mesh, const dpo_bac
         snprintf(err, sizeof err, "%s: cannot create", tmp);
         ok = 0;
     }
-    ok = world_ok(mesh, ok, err);  // every rank must take part in every forward, or none
+    ok = agreed(mesh, ok, "", err, sizeof err);  // every rank takes part in every forward, or none
     bool write_ok = true;          // rank 0's records (a failure stops nothing mid-way)
     int32_t *gen = xmalloc((size_t)gp.max_new_tokens * sizeof(int32_t), "generated ids");
     size_t n_tokens = 0;
@@ -353,7 +351,7 @@ int generate_main(const dpo_config_t *cfg, const dpo_mesh_t *mesh, const dpo_bac
             ok = 0;
         }
     }
-    ok = world_ok(mesh, ok, err);
+    ok = agreed(mesh, ok, "", err, sizeof err);
     if (ok)
         log_info("generate: %zu token(s) in %.2f s, written to %s", n_tokens, MPI_Wtime() - t0,
                  out_path);

@@ -129,21 +129,6 @@ static double now_sec(void) {
 // Set-up
 // ---------------------------------------------------------------------------
 
-// Ends the job when a step done by every rank on its own (opening a file) failed
-// anywhere. Every rank learns whether all succeeded; when rank 0 failed, its message
-// ends the job cleanly everywhere (a missing file fails on every rank); when only
-// other ranks failed, they end it with MPI_Abort naming themselves while the rest wait.
-static void fatal_unless_all_ok(const dpo_mesh_t *mesh, bool ok, const char *what,
-                                const char *err) {
-    if (comm_all_ok(mesh, DPO_GROUP_WORLD, ok)) return;
-    int ok0 = ok ? 1 : 0;
-    comm_broadcast(mesh, DPO_GROUP_WORLD, &ok0, sizeof ok0, 0);
-    if (!ok0) dpo_fatal_all("%s: %s", what, err);
-    if (!ok) dpo_fatal("%s: %s", what, err);
-    MPI_Barrier(mesh->world);  // never completes: a failed rank aborts the job
-    dpo_fatal("%s: failed on another rank", what);
-}
-
 // The architecture the run trains: from policy.model_name's checkpoint or Hugging Face
 // folder, or the config.
 static void resolve_model_config(const dpo_config_t *cfg, const dpo_mesh_t *mesh,
@@ -155,7 +140,7 @@ static void resolve_model_config(const dpo_config_t *cfg, const dpo_mesh_t *mesh
     }
     bool ok = (hf_is_model_dir(path) ? hf_read_config(path, mc, err, sizeof err)
                                      : ckpt_read_model_config(path, mc, err, sizeof err)) == 0;
-    fatal_unless_all_ok(mesh, ok, "policy.model_name / dpo.reference_model", err);
+    comm_agree_or_die(mesh, ok, "policy.model_name / dpo.reference_model", err);
 }
 
 // Loads weights from `path`, or draws them from the seed when path is "".
@@ -165,7 +150,7 @@ static void model_load_initial(dpo_model_t *m, const char *path, uint64_t seed) 
         model_init_random(m, seed);
     } else if (hf_is_model_dir(path)) {  // each rank reads its own slabs
         bool ok = hf_load_model(path, m, err, sizeof err) == 0;
-        fatal_unless_all_ok(m->mesh, ok, "policy.model_name / dpo.reference_model", err);
+        comm_agree_or_die(m->mesh, ok, "policy.model_name / dpo.reference_model", err);
     } else if (ckpt_load_model(path, m, err, sizeof err) != 0) {
         dpo_fatal("%s", err);
     }
@@ -224,7 +209,7 @@ static void trainer_setup(trainer_t *t, const dpo_config_t *cfg, const dpo_mesh_
     t->be = be;
     err[0] = '\0';
     bool opened = dataset_open(&t->ds, cfg->dataset_path, mesh->world, err, sizeof err) == 0;
-    fatal_unless_all_ok(mesh, opened, "data.dataset_path", err);
+    comm_agree_or_die(mesh, opened, "data.dataset_path", err);
     int longest = check_sequence_lengths(t);
 
     int dp = mesh->dp_size;
@@ -770,11 +755,10 @@ int trainer_precompute_reference(const dpo_config_t *cfg, const dpo_mesh_t *mesh
         free(refs);
         if (ok) log_info("stored reference log-probs in %s", cfg->dataset_path);
     }
-    ok = comm_all_ok(mesh, DPO_GROUP_WORLD, ok);
     for (int i = 0; i < 2 * n_splits; i++) free(vals[i]);
     free(vals);
     free(groups);
     free(counts);
-    if (!ok) dpo_fatal("%s", mesh->world_rank == 0 ? err : "rank 0 failed to store reference log-probs");
+    comm_agree_or_die(mesh, ok, "--precompute-reference", err);
     return 0;
 }
