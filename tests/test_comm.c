@@ -51,18 +51,24 @@ static int mismatches(const float *got, const float *want, size_t n) {
 
 // ---------------------------------------------------------------- host ----
 
+// buf (n) = this rank's contribution to test `op`; want = the sum (op 0) or the
+// max (op 1) of every rank's.
+static void fill_allreduce(float *buf, float *want, int r, int p, size_t n, int op) {
+    for (size_t i = 0; i < n; i++) {
+        buf[i] = val(r, i, op);
+        want[i] = val(0, i, op);
+        for (int q = 1; q < p; q++) {
+            float v = val(q, i, op);
+            want[i] = op ? (v > want[i] ? v : want[i]) : want[i] + v;
+        }
+    }
+}
+
 static void test_host(const dpo_mesh_t *m, dpo_group_t g, size_t n) {
     const int r = g_rank(m, g), p = g_size(m, g);
     float *buf = fbuf(n * (size_t)p), *want = fbuf(n * (size_t)p);
     for (int op = 0; op < 2; op++) {
-        for (size_t i = 0; i < n; i++) {
-            buf[i] = val(r, i, op);
-            want[i] = val(0, i, op);
-            for (int q = 1; q < p; q++) {
-                float v = val(q, i, op);
-                want[i] = op ? (v > want[i] ? v : want[i]) : want[i] + v;
-            }
-        }
+        fill_allreduce(buf, want, r, p, n, op);
         comm_allreduce_f32(m, g, buf, n, op ? DPO_REDUCE_MAX : DPO_REDUCE_SUM);
         CHECK(mismatches(buf, want, n) == 0);
         double d[3] = {val(r, 0, op), 0.5 * r, -(double)r};
@@ -128,14 +134,7 @@ static void test_device(const dpo_mesh_t *m, dpo_group_t g, size_t n) {
     float *send = fbuf(total), *recv = fbuf(total), *buf = fbuf(total), *want = fbuf(total);
 
     for (int op = 0; op < 2; op++) {
-        for (size_t i = 0; i < n; i++) {
-            buf[i] = val(r, i, op);
-            want[i] = val(0, i, op);
-            for (int q = 1; q < p; q++) {
-                float v = val(q, i, op);
-                want[i] = op ? (v > want[i] ? v : want[i]) : want[i] + v;
-            }
-        }
+        fill_allreduce(buf, want, r, p, n, op);
         dcomm_allreduce_f32(dc, g, buf, n, op ? DPO_REDUCE_MAX : DPO_REDUCE_SUM);
         CHECK(mismatches(buf, want, n) == 0);
     }
