@@ -36,3 +36,10 @@ for line in open(sys.argv[1]):
         print(repr(r[sys.argv[3]]))
 PY
 }
+
+# train_records FILE : how many train records FILE holds so far (0 while it does not
+# exist). grep -c prints 0 and fails when nothing matches, so no `|| echo 0` here.
+train_records() {
+  local n; n=$(grep -c '"split": *"train"' "$1" 2> /dev/null) || true
+  echo "${n:-0}"
+}

@@ -18,7 +18,7 @@ interrupt() {
   "$MPIRUN" --oversubscribe --bind-to none -np "$np" "$BIN/dpo_hpc" "${common[@]}" \
       checkpointing.checkpoint_dir="$dir/ck" logger.log_dir="$dir" > "$dir.log" 2>&1 &
   local pid=$! n=0
-  while [ "$(grep -c '"split": *"train"' "$dir/metrics.jsonl" 2> /dev/null || echo 0)" -lt 3 ]; do
+  while [ "$(train_records "$dir/metrics.jsonl")" -lt 3 ]; do
     sleep 0.2; n=$((n + 1)); [ $n -lt 600 ] || { kill -KILL $pid; fail "no 3 steps in 120 s"; }
     kill -0 $pid 2> /dev/null || { cat "$dir.log"; fail "run ended before the signal"; }
   done

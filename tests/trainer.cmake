@@ -14,6 +14,9 @@ dpo_script_test(test_nonfinite nonfinite.sh)
 set_tests_properties(test_nonfinite PROPERTIES PROCESSORS 2)
 dpo_script_test(test_rank_failure rank_failure.sh)
 set_tests_properties(test_rank_failure PROPERTIES PROCESSORS 2)
+# A rank killed by SIGKILL ends the job within 10 s; the run resumes afterwards.
+dpo_script_test(test_rank_killed rank_killed.sh)
+set_tests_properties(test_rank_killed PROPERTIES PROCESSORS 2)
 # ZeRO-1 (sharded optimizer state) against zero_stage 0 and against 1 rank, and
 # checkpoints written with ZeRO-1 resumed at other layouts (and the reverse).
 dpo_script_test(test_zero zero.sh)
