@@ -12,6 +12,11 @@
 void h5util_quiet(void);
 // The most specific entry of HDF5's current error stack (the "why" of a message).
 const char *h5util_reason(void);
+// Why a write, flush or close of file `path` failed: the errno text when the call
+// set errno (saved_errno, taken right after it), "No space left on device" when
+// the file system of path has no block left (the MPI-IO driver does not pass
+// errno through HDF5), HDF5's reason otherwise.
+const char *h5util_write_reason(int saved_errno, const char *path);
 
 // Scalar attributes, replacing any attribute of the same name. 0 or -1.
 int h5util_attr_write(hid_t obj, const char *name, hid_t file_type, hid_t mem_type, const void *v);

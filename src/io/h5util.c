@@ -1,10 +1,12 @@
 // h5util.c — quiet HDF5 errors and scalar attributes.
 #include "dpo/h5util.h"
 
+#include <errno.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/statvfs.h>
 
 void h5util_quiet(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
 
@@ -19,6 +21,24 @@ const char *h5util_reason(void) {
     H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, walk_cb, buf);
     if (!buf[0]) snprintf(buf, sizeof buf, "HDF5 error");
     return buf;
+}
+
+// The folder that holds path ("." for a bare name) has no free block.
+static bool disk_full_at(const char *path) {
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (!slash) snprintf(dir, sizeof dir, ".");
+    else if (slash == dir) dir[1] = '\0';
+    else *slash = '\0';
+    struct statvfs vfs;
+    return statvfs(dir, &vfs) == 0 && vfs.f_bavail == 0;
+}
+
+const char *h5util_write_reason(int saved_errno, const char *path) {
+    if (saved_errno != 0) return strerror(saved_errno);
+    if (path && disk_full_at(path)) return strerror(ENOSPC);
+    return h5util_reason();
 }
 
 int h5util_attr_write(hid_t obj, const char *name, hid_t file_type, hid_t mem_type, const void *v) {
