@@ -412,8 +412,8 @@ static bool optim_covers(const dpo_optim_t *opt, const dpo_model_t *model) {
 // Headroom held in <tmp>.headroom from before the file is created until its close:
 // a failed save frees it so that the close can flush its metadata (about 0.5 KiB a
 // dataset) even when other files filled the disk.
-#define CKPT_HEADROOM_BASE ((off_t)1 << 16)
-#define CKPT_HEADROOM_PER_DATASET ((off_t)2048)
+#define CKPT_HEADROOM_BASE (1LL << 16)
+#define CKPT_HEADROOM_PER_DATASET 2048LL
 
 typedef struct {
     dpo_train_state_t st;
@@ -430,7 +430,7 @@ typedef struct {
     const dpo_optim_t *opt;
     save_hdr_t hdr;
     char *config_text;  // rank 0's configuration text, on every rank (or NULL)
-    char path[DPO_PATH_MAX + 64], tmp[DPO_PATH_MAX + 80], headroom[DPO_PATH_MAX + 96];
+    char path[DPO_PATH_MAX + 64], tmp[DPO_PATH_MAX + 80];
     hid_t f;
     hid_t groups[3];  // /model, /optimizer/exp_avg, /optimizer/exp_avg_sq
     char *err;
@@ -498,23 +498,14 @@ static void remove_stale_tmps(const char *dir) {
     closedir(d);
 }
 
-// Rank 0 reserves the headroom file (see CKPT_HEADROOM_BASE). A file system that
-// cannot reserve space goes without.
+// Rank 0 reserves the headroom (see CKPT_HEADROOM_BASE and h5util.h).
 static bool reserve_headroom(saver_t *s) {
-    off_t bytes = CKPT_HEADROOM_BASE + CKPT_HEADROOM_PER_DATASET * s->model->layout.n_tensors * n_groups(s);
-    int fd = open(s->headroom, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    int e = fd < 0 ? errno : posix_fallocate(fd, 0, bytes);
-    if (fd >= 0) close(fd);
-    if (e == 0 || e == EOPNOTSUPP || e == EINVAL) return true;
-    dpo_errf(s->err, s->err_len, "%s: cannot reserve %lld bytes of headroom in %s: %s", s->path,
-             (long long)bytes, s->headroom, strerror(e));
-    unlink(s->headroom);
-    return false;
+    long long bytes = CKPT_HEADROOM_BASE + CKPT_HEADROOM_PER_DATASET * s->model->layout.n_tensors * n_groups(s);
+    return h5util_headroom_reserve(s->tmp, bytes, s->err, s->err_len) == 0;
 }
 
 static void release_headroom(const saver_t *s) {
-    if (s->rank == 0 && unlink(s->headroom) != 0 && errno != ENOENT)
-        log_warn("checkpointing: cannot delete %s: %s", s->headroom, strerror(errno));
+    if (s->rank == 0) h5util_headroom_release(s->tmp);
 }
 
 // Paths, checks, the folder (rank 0 creates it) and the headroom. Not collective.
@@ -526,7 +517,6 @@ static bool save_prepare(saver_t *s, const char *dir) {
         ok = false;
     }
     snprintf(s->tmp, sizeof s->tmp, "%s.tmp", s->path);
-    snprintf(s->headroom, sizeof s->headroom, "%s.headroom", s->tmp);
     if (s->opt && !optim_covers(s->opt, s->model)) {
         dpo_errf(s->err, s->err_len, "%s: optimizer state holds %zu values but the model %zu",
                  s->path, s->opt->n, s->model->layout.n_trainable);
@@ -641,7 +631,11 @@ static bool write_tensor(saver_t *s, int k, const dpo_tensor_t *t, float *stage,
                  t->name, h5util_write_reason(errno, s->tmp));
     H5Sclose(msp);
     H5Sclose(fsp);
-    H5Dclose(d);
+    if (H5Dclose(d) < 0 && rc >= 0) {
+        dpo_errf(s->err, s->err_len, "%s: %s/%s: write failed: %s", s->tmp, k_group_path[k],
+                 t->name, h5util_write_reason(errno, s->tmp));
+        rc = -1;
+    }
     return rc >= 0;
 }
 
