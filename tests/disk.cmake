@@ -4,3 +4,5 @@
 # checkpointing followed by a resume.
 dpo_script_test(full_disk full_disk.sh)
 set_tests_properties(full_disk PROPERTIES LABELS disk TIMEOUT 600 RUN_SERIAL TRUE)
+dpo_script_test(kill_checkpoint kill_checkpoint.sh)
+set_tests_properties(kill_checkpoint PROPERTIES LABELS disk TIMEOUT 300)
