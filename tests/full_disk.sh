@@ -40,6 +40,7 @@ expect_full() {
   [ $rc -ne 124 ] && [ $rc -ne 137 ] || { cat "$name.log"; fail "$name: no exit within $LIMIT s (hang)"; }
   [ $rc -ne 0 ] || { cat "$name.log"; fail "$name: exit status 0 on a full disk"; }
   [ $rc -lt 128 ] || { cat "$name.log"; fail "$name: killed by signal $((rc - 128))"; }
+  ! grep -qE "Sanitizer|runtime error" "$name.log" || { cat "$name.log"; fail "$name: a sanitizer report"; }
   grep -F "$file" "$name.log" | grep -q "No space left on device" ||
     { cat "$name.log"; fail "$name: no message naming $file with 'No space left on device'"; }
   local left; left=$(find "$MNT" -name '*.tmp*')
