@@ -28,7 +28,9 @@ typedef struct {
 } dpo_train_state_t;
 
 // Writes <dir>/step_<step>.h5 (collective over the mesh). opt may be NULL (weights
-// only). Returns 0, or -1 with a message.
+// only). Returns 0, or -1 on every rank with the same message (naming the file and
+// the errno text, e.g. a full disk), the temporary file removed and every earlier
+// checkpoint untouched.
 int ckpt_save(const char *dir, const dpo_mesh_t *mesh, const dpo_model_t *model,
               const dpo_optim_t *opt, const dpo_train_state_t *st, const dpo_config_t *cfg,
               char *err, size_t err_len);

@@ -3,7 +3,9 @@
 #ifndef DPO_UTIL_H
 #define DPO_UTIL_H
 
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdio.h>
 
 // mkdir -p: creates dir and its parents. Returns 0, or -1 with a message in err.
 int util_mkdir_p(const char *dir, char *err, size_t err_len);
@@ -25,5 +27,41 @@ void dstr_clear(dstr_t *b);
 void dstr_append(dstr_t *b, const char *s, size_t n);
 void dstr_puts(dstr_t *b, const char *s);
 void dstr_free(dstr_t *b);
+
+// ---- atomic output files ----
+// An output is written to "<path>.tmp" in the same folder and renamed over path
+// only once every byte is written, flushed and synced, so a failure (a full disk)
+// never leaves a partial file and never touches a previous file at path. Every
+// error names the file and the errno text ("No space left on device").
+
+// "<path>.tmp" into tmp. Returns 0, or -1 with a message when it does not fit.
+int util_tmp_name(const char *path, char *tmp, size_t tmp_len, char *err, size_t err_len);
+// fsync of a file, and of the folder that holds it (so a rename is durable).
+int util_fsync_file(const char *path, char *err, size_t err_len);
+int util_fsync_parent(const char *path, char *err, size_t err_len);
+// Makes a complete tmp the file at path: fsync, rename, fsync of the folder.
+// On failure tmp is removed. Returns 0 or -1 with a message.
+int util_commit_tmp(const char *tmp, const char *path, char *err, size_t err_len);
+
+// A stdio output written atomically. Writes after the first failure do nothing;
+// util_afile_commit reports that failure (the first errno) and removes the temp.
+typedef struct {
+    FILE *f;
+    char *path, *tmp;
+    int err_no;  // first failure's errno, 0 while fine
+} util_afile_t;
+
+int util_afile_open(util_afile_t *a, const char *path, char *err, size_t err_len);
+bool util_afile_write(util_afile_t *a, const void *buf, size_t n);
+bool util_afile_printf(util_afile_t *a, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+// Flush, fsync, close and rename; on any failure (now or in an earlier write) the
+// temp is removed and err names path and the errno text. Frees a in every case.
+int util_afile_commit(util_afile_t *a, char *err, size_t err_len);
+// Closes and removes the temp (an error elsewhere); path is left as it was.
+void util_afile_abort(util_afile_t *a);
 
 #endif

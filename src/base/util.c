@@ -2,11 +2,14 @@
 #include "dpo/util.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "dpo/error.h"
 
@@ -79,4 +82,122 @@ int util_option(int argc, char **argv, int *i, char *key, size_t key_len, char *
     if (*i + 1 >= argc) return -2;
     *val = argv[++*i];
     return 0;
+}
+
+// ---- atomic output files (util.h) ----
+
+int util_tmp_name(const char *path, char *tmp, size_t tmp_len, char *err, size_t err_len) {
+    if (snprintf(tmp, tmp_len, "%s.tmp", path) >= (int)tmp_len) {
+        dpo_errf(err, err_len, "%s: path too long", path);
+        return -1;
+    }
+    return 0;
+}
+
+// fsync of an open descriptor; EINVAL/EROFS mean the file system cannot sync
+// (a pipe, /dev/null, some FUSE mounts), which is no write failure.
+static int fsync_fd(int fd) { return fsync(fd) == 0 || errno == EINVAL || errno == EROFS ? 0 : -1; }
+
+int util_fsync_file(const char *path, char *err, size_t err_len) {
+    int fd = open(path, O_RDONLY);
+    if (fd < 0 || fsync_fd(fd) != 0) {
+        dpo_errf(err, err_len, "%s: cannot sync to disk: %s", path, strerror(errno));
+        if (fd >= 0) close(fd);
+        return -1;
+    }
+    close(fd);
+    return 0;
+}
+
+int util_fsync_parent(const char *path, char *err, size_t err_len) {
+    char dir[4096];
+    const char *slash = strrchr(path, '/');
+    size_t n = slash ? (size_t)(slash - path) : 0;
+    if (n >= sizeof dir) n = sizeof dir - 1;
+    if (slash && n == 0) n = 1;  // "/file": the root
+    memcpy(dir, slash ? path : ".", slash ? n : 1);
+    dir[slash ? n : 1] = '\0';
+    return util_fsync_file(dir, err, err_len);
+}
+
+// rename of a synced tmp over path, then the folder's sync; tmp removed on failure.
+static int rename_into_place(const char *tmp, const char *path, char *err, size_t err_len) {
+    if (rename(tmp, path) != 0) {
+        dpo_errf(err, err_len, "%s: cannot rename %s to it: %s", path, tmp, strerror(errno));
+        unlink(tmp);
+        return -1;
+    }
+    return util_fsync_parent(path, err, err_len);
+}
+
+int util_commit_tmp(const char *tmp, const char *path, char *err, size_t err_len) {
+    if (util_fsync_file(tmp, err, err_len) != 0) {
+        unlink(tmp);
+        return -1;
+    }
+    return rename_into_place(tmp, path, err, err_len);
+}
+
+static void afile_free(util_afile_t *a) {
+    free(a->path);
+    free(a->tmp);
+    memset(a, 0, sizeof *a);
+}
+
+int util_afile_open(util_afile_t *a, const char *path, char *err, size_t err_len) {
+    memset(a, 0, sizeof *a);
+    size_t n = strlen(path) + 8;
+    a->path = xmalloc(n, "output path");
+    a->tmp = xmalloc(n, "output path");
+    snprintf(a->path, n, "%s", path);
+    util_tmp_name(path, a->tmp, n, err, err_len);
+    a->f = fopen(a->tmp, "wb");
+    if (!a->f) {
+        dpo_errf(err, err_len, "%s: cannot create %s: %s", path, a->tmp, strerror(errno));
+        afile_free(a);
+        return -1;
+    }
+    return 0;
+}
+
+bool util_afile_write(util_afile_t *a, const void *buf, size_t n) {
+    if (a->err_no) return false;
+    errno = 0;
+    if (n > 0 && fwrite(buf, 1, n, a->f) != n) a->err_no = errno ? errno : EIO;
+    return a->err_no == 0;
+}
+
+bool util_afile_printf(util_afile_t *a, const char *fmt, ...) {
+    if (a->err_no) return false;
+    va_list ap;
+    va_start(ap, fmt);
+    errno = 0;
+    if (vfprintf(a->f, fmt, ap) < 0) a->err_no = errno ? errno : EIO;
+    va_end(ap);
+    return a->err_no == 0;
+}
+
+int util_afile_commit(util_afile_t *a, char *err, size_t err_len) {
+    errno = 0;
+    if (!a->err_no && fflush(a->f) != 0) a->err_no = errno ? errno : EIO;
+    if (!a->err_no && fsync_fd(fileno(a->f)) != 0) a->err_no = errno;
+    if (fclose(a->f) != 0 && !a->err_no) a->err_no = errno ? errno : EIO;
+    a->f = NULL;
+    int rc = 0;
+    if (a->err_no) {
+        dpo_errf(err, err_len, "%s: write failed: %s", a->path, strerror(a->err_no));
+        unlink(a->tmp);
+        rc = -1;
+    } else {
+        rc = rename_into_place(a->tmp, a->path, err, err_len);
+    }
+    afile_free(a);
+    return rc;
+}
+
+void util_afile_abort(util_afile_t *a) {
+    if (!a->tmp) return;
+    if (a->f) fclose(a->f);
+    unlink(a->tmp);
+    afile_free(a);
 }

@@ -18,6 +18,7 @@
 #include <jansson.h>
 
 #include "dpo/error.h"
+#include "dpo/util.h"
 
 // Headers beyond this size are refused as corrupt (the reference reader's limit).
 #define ST_HEADER_MAX ((uint64_t)100 << 20)
@@ -424,8 +425,6 @@ int st_read_slab(const st_file_t *f, int idx, int64_t r0, int64_t nr, int64_t c0
 
 // ---- writing ----
 
-static int write_full(FILE *fp, const void *p, size_t n) { return fwrite(p, 1, n, fp) == n ? 0 : -1; }
-
 int st_write(const char *path, const st_out_tensor_t *t, int n, st_dtype_t dtype,
              const char *const *meta_keys, const char *const *meta_values, int n_meta,
              char *err, size_t err_len) {
@@ -468,29 +467,23 @@ int st_write(const char *path, const st_out_tensor_t *t, int n, st_dtype_t dtype
     if (!text) dpo_fatal("out of memory writing %s", path);
     size_t hlen = strlen(text), padded = (hlen + 7) / 8 * 8;  // data section 8-byte aligned
 
-    size_t plen = strlen(path) + 8;
-    char *tmp = xmalloc(plen, "path");
-    snprintf(tmp, plen, "%s.tmp", path);
-    FILE *fp = fopen(tmp, "wb");
-    int rc = 0;
-    if (!fp) {
-        dpo_errf(err, err_len, "%s: cannot create: %s", tmp, strerror(errno));
+    // <path>.tmp, renamed over path once complete (util.h): no partial file, ever
+    util_afile_t out;
+    if (util_afile_open(&out, path, err, err_len) != 0) {
         free(text);
-        free(tmp);
         return -1;
     }
     unsigned char lenb[8];
     put_le64(lenb, (uint64_t)padded);
-    rc |= write_full(fp, lenb, 8);
-    rc |= write_full(fp, text, hlen);
-    for (size_t i = hlen; i < padded; i++) rc |= fputc(' ', fp) == EOF ? -1 : 0;
+    bool ok = util_afile_write(&out, lenb, 8) && util_afile_write(&out, text, hlen) &&
+              util_afile_write(&out, "       ", padded - hlen);  // < 8 spaces of padding
     free(text);
     enum { BLOCK = 1 << 16 };
     unsigned char *buf = xmalloc((size_t)BLOCK * 4, "safetensors write buffer");
-    for (int i = 0; i < n && rc == 0; i++) {
+    for (int i = 0; i < n && ok; i++) {
         size_t numel = 1;
         for (int d = 0; d < t[i].ndim; d++) numel *= (size_t)t[i].shape[d];
-        for (size_t s = 0; s < numel && rc == 0; s += BLOCK) {
+        for (size_t s = 0; s < numel && ok; s += BLOCK) {
             size_t k = numel - s < BLOCK ? numel - s : BLOCK;
             for (size_t j = 0; j < k; j++) {
                 float x = t[i].data[s + j];
@@ -503,19 +496,9 @@ int st_write(const char *path, const st_out_tensor_t *t, int n, st_dtype_t dtype
                     buf[2 * j + 1] = (unsigned char)(h >> 8);
                 }
             }
-            rc |= write_full(fp, buf, k * es);
+            ok = util_afile_write(&out, buf, k * es);
         }
     }
     free(buf);
-    if (fflush(fp) != 0 || fsync(fileno(fp)) != 0) rc = -1;
-    if (fclose(fp) != 0) rc = -1;
-    if (rc == 0 && rename(tmp, path) != 0) {
-        dpo_errf(err, err_len, "%s: cannot rename to %s: %s", tmp, path, strerror(errno));
-        rc = -2;
-    } else if (rc != 0) {
-        dpo_errf(err, err_len, "%s: write failed: %s", tmp, strerror(errno));
-    }
-    if (rc != 0) unlink(tmp);
-    free(tmp);
-    return rc ? -1 : 0;
+    return util_afile_commit(&out, err, err_len);  // reports a failed write too
 }

@@ -52,14 +52,6 @@ static void h5_close_id(hid_t *id, herr_t (*fn)(hid_t)) {
     *id = H5I_INVALID_HID;
 }
 
-static int fsync_path(const char *path) {
-    int fd = open(path, O_RDONLY);
-    if (fd < 0) return -1;
-    int rc = fsync(fd);
-    close(fd);
-    return rc;
-}
-
 // ---------------------------------------------------------------------------
 // reader
 
@@ -724,10 +716,11 @@ static int arr_write(dataset_writer_t *w, int k, bool final) {
             return wfail(w, "%s: %s/%s: cannot create dataset (%s)", w->tmp, w->split_path,
                          arr_names[k], h5util_reason());
         if (final) {
+            errno = 0;
             if (a->nbuf > 0 &&
                 H5Dwrite(a->dset, a->memtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, a->buf) < 0)
-                return wfail(w, "%s: %s/%s: write failed (%s)", w->tmp, w->split_path,
-                             arr_names[k], h5util_reason());
+                return wfail(w, "%s: %s/%s: write failed: %s", w->tmp, w->split_path,
+                             arr_names[k], h5util_write_reason(errno, w->tmp));
             a->total = a->nbuf;
             a->nbuf = 0;
             return 0;
@@ -742,12 +735,13 @@ static int arr_write(dataset_writer_t *w, int k, bool final) {
     hsize_t st = (hsize_t)a->total, cnt = (hsize_t)a->nbuf;
     hid_t msp = H5Screate_simple(1, &cnt, NULL);
     H5Sselect_hyperslab(fsp, H5S_SELECT_SET, &st, NULL, &cnt, NULL);
+    errno = 0;
     herr_t rc = H5Dwrite(a->dset, a->memtype, msp, fsp, H5P_DEFAULT, a->buf);
     H5Sclose(msp);
     H5Sclose(fsp);
     if (rc < 0)
-        return wfail(w, "%s: %s/%s: write failed (%s)", w->tmp, w->split_path, arr_names[k],
-                     h5util_reason());
+        return wfail(w, "%s: %s/%s: write failed: %s", w->tmp, w->split_path, arr_names[k],
+                     h5util_write_reason(errno, w->tmp));
     a->total += a->nbuf;
     a->nbuf = 0;
     return 0;
@@ -774,7 +768,12 @@ static int end_split(dataset_writer_t *w) {
     int rc = 0;
     for (int k = 0; k < N_ARR; k++) {
         if (rc == 0 && !w->failed && arr_write(w, k, true) < 0) rc = -1;
-        h5_close_id(&w->arr[k].dset, H5Dclose);
+        // the close writes the chunks still cached: its failure is a lost write
+        errno = 0;
+        if (w->arr[k].dset >= 0 && H5Dclose(w->arr[k].dset) < 0 && rc == 0)
+            rc = wfail(w, "%s: %s/%s: write failed: %s", w->tmp, w->split_path, arr_names[k],
+                       h5util_write_reason(errno, w->tmp));
+        w->arr[k].dset = H5I_INVALID_HID;
         w->arr[k].nbuf = w->arr[k].total = 0;
     }
     if (rc == 0 && !w->failed) {
@@ -794,7 +793,7 @@ static void writer_free(dataset_writer_t *w) {
         free(w->arr[k].buf);
     }
     h5_close_id(&w->group, H5Gclose);
-    h5_close_id(&w->file, H5Fclose);
+    if (w->file >= 0) h5util_discard_file(&w->file, w->tmp);
     free_names(&w->done);
     free(w);
 }
@@ -829,12 +828,18 @@ dataset_writer_t *dataset_writer_create(const char *path, const dataset_meta_t *
         w->arr[k].dset = H5I_INVALID_HID;
         w->arr[k].buf = xmalloc((size_t)w->block * w->arr[k].esize, "dataset writer block");
     }
+    if (h5util_headroom_reserve(w->tmp, H5UTIL_HEADROOM_DEFAULT, err, err_len) != 0) {
+        writer_free(w);
+        return NULL;
+    }
     hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
     H5Pset_libver_bounds(fapl, H5F_LIBVER_V18, H5F_LIBVER_LATEST);
+    errno = 0;
     w->file = H5Fcreate(w->tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
     H5Pclose(fapl);
     if (w->file < 0) {
-        dpo_errf(err, err_len, "%s: cannot create file (%s)", w->tmp, h5util_reason());
+        dpo_errf(err, err_len, "%s: cannot create file: %s", w->tmp, h5util_write_reason(errno, w->tmp));
+        h5util_headroom_release(w->tmp);
         writer_free(w);
         return NULL;
     }
@@ -959,14 +964,11 @@ int dataset_writer_commit(dataset_writer_t *w, char *err, size_t err_len) {
     if (!w->failed) end_split(w);
     if (!w->failed && !w->has_train) wfail(w, "%s: no \"train\" split was written", w->tmp);
     if (!w->failed) {
-        herr_t rc = H5Fclose(w->file);
-        w->file = H5I_INVALID_HID;
-        if (rc < 0)
-            wfail(w, "%s: closing the file failed (%s)", w->tmp, h5util_reason());
-        else if (fsync_path(w->tmp) != 0)
-            wfail(w, "%s: fsync failed: %s", w->tmp, strerror(errno));
-        else if (rename(w->tmp, w->path) != 0)
-            wfail(w, "%s: cannot rename to %s: %s", w->tmp, w->path, strerror(errno));
+        // the group and datasets are closed (end_split): the close writes the rest
+        char e[sizeof w->err];
+        if (h5util_finish_file(&w->file, w->tmp, e, sizeof e) != 0 ||
+            util_commit_tmp(w->tmp, w->path, e, sizeof e) != 0)
+            wfail(w, "%s", e);
     }
     if (w->failed) {
         dpo_errf(err, err_len, "%s", w->err);
@@ -981,7 +983,7 @@ void dataset_writer_abort(dataset_writer_t *w) {
     if (!w) return;
     char tmp[sizeof w->tmp];
     strcpy(tmp, w->tmp);
-    writer_free(w);
+    writer_free(w);  // discards an open file
     unlink(tmp);
 }
 
@@ -1114,11 +1116,11 @@ static int store_split_ref(hid_t f, const char *path, const char *gpath, const d
     if (d < 0 || (int64_t)dim != r->n_pairs) {
         dpo_errf(err, err_len, "%s: %s: holds %lld pairs but %lld reference values were given",
                  path, gpath, (long long)dim, (long long)r->n_pairs);
-    } else if (write_ref(g, "reference_logps_chosen", r->chosen, r->n_pairs) < 0 ||
+    } else if ((errno = 0) != 0 || write_ref(g, "reference_logps_chosen", r->chosen, r->n_pairs) < 0 ||
                write_ref(g, "reference_logps_rejected", r->rejected, r->n_pairs) < 0 ||
                h5util_attr_write_str(g, "reference_model", reference_id) < 0) {
-        dpo_errf(err, err_len, "%s: %s: cannot write reference log-probs (%s)", path, gpath,
-                 h5util_reason());
+        dpo_errf(err, err_len, "%s: %s: cannot write reference log-probs: %s", path, gpath,
+                 h5util_write_reason(errno, path));
     } else {
         rc = 0;
     }
@@ -1165,7 +1167,9 @@ int dataset_store_references(const char *path, const dataset_ref_split_t *splits
     // One copy for all the splits, renamed over the original once every split is in.
     char tmp[1100];
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    if (copy_file(path, tmp, err, err_len) < 0) {
+    if (h5util_headroom_reserve(tmp, H5UTIL_HEADROOM_DEFAULT, err, err_len) != 0 ||
+        copy_file(path, tmp, err, err_len) < 0) {
+        h5util_headroom_release(tmp);
         free(gpath);
         return -1;
     }
@@ -1176,6 +1180,7 @@ int dataset_store_references(const char *path, const dataset_ref_split_t *splits
     H5Pclose(fapl);
     if (f < 0) {
         dpo_errf(err, err_len, "%s: cannot open the copy %s (%s)", path, tmp, h5util_reason());
+        h5util_headroom_release(tmp);
         unlink(tmp);
         free(gpath);
         return -1;
@@ -1232,18 +1237,10 @@ int dataset_store_references(const char *path, const dataset_ref_split_t *splits
     rc = 0;
 done:
     free(gpath);
-    if (H5Fclose(f) < 0 && rc == 0) {
-        dpo_errf(err, err_len, "%s: closing %s failed (%s)", path, tmp, h5util_reason());
-        rc = -1;
+    if (rc != 0) {
+        h5util_discard_file(&f, tmp);
+        return -1;
     }
-    if (rc == 0 && fsync_path(tmp) != 0) {
-        dpo_errf(err, err_len, "%s: fsync failed: %s", tmp, strerror(errno));
-        rc = -1;
-    }
-    if (rc == 0 && rename(tmp, path) != 0) {
-        dpo_errf(err, err_len, "%s: cannot rename over %s: %s", tmp, path, strerror(errno));
-        rc = -1;
-    }
-    if (rc != 0) unlink(tmp);
-    return rc;
+    if (h5util_finish_file(&f, tmp, err, err_len) != 0) return -1;
+    return util_commit_tmp(tmp, path, err, err_len);
 }

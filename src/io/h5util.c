@@ -1,10 +1,14 @@
 // h5util.c — quiet HDF5 errors and scalar attributes.
 #include "dpo/h5util.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+#include <sys/statvfs.h>
 
 void h5util_quiet(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
 
@@ -19,6 +23,74 @@ const char *h5util_reason(void) {
     H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, walk_cb, buf);
     if (!buf[0]) snprintf(buf, sizeof buf, "HDF5 error");
     return buf;
+}
+
+// The folder that holds path ("." for a bare name) has no free block.
+static bool disk_full_at(const char *path) {
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (!slash) snprintf(dir, sizeof dir, ".");
+    else if (slash == dir) dir[1] = '\0';
+    else *slash = '\0';
+    struct statvfs vfs;
+    return statvfs(dir, &vfs) == 0 && vfs.f_bavail == 0;
+}
+
+const char *h5util_write_reason(int saved_errno, const char *path) {
+    if (saved_errno != 0) return strerror(saved_errno);
+    if (path && disk_full_at(path)) return strerror(ENOSPC);
+    return h5util_reason();
+}
+
+static void headroom_name(const char *tmp, char *out, size_t n) { snprintf(out, n, "%s.headroom", tmp); }
+
+int h5util_headroom_reserve(const char *tmp, long long bytes, char *err, size_t err_len) {
+    char p[4200];
+    headroom_name(tmp, p, sizeof p);
+    int fd = open(p, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    int e = fd < 0 ? errno : posix_fallocate(fd, 0, (off_t)bytes);
+    if (fd >= 0) close(fd);
+    if (e == 0 || e == EOPNOTSUPP || e == EINVAL) return 0;  // reserved, or cannot be
+    if (err && err_len)
+        snprintf(err, err_len, "%s: cannot reserve %lld bytes of headroom in %s: %s", tmp, bytes, p,
+                 strerror(e));
+    unlink(p);
+    return -1;
+}
+
+void h5util_headroom_release(const char *tmp) {
+    char p[4200];
+    headroom_name(tmp, p, sizeof p);
+    unlink(p);
+}
+
+void h5util_discard_file(hid_t *f, const char *tmp) {
+    h5util_headroom_release(tmp);
+    if (*f >= 0) {
+        if (truncate(tmp, 0) != 0) {
+            // nothing to free (already gone): the close goes on regardless
+        }
+        H5Fclose(*f);
+    }
+    *f = H5I_INVALID_HID;
+    unlink(tmp);
+}
+
+int h5util_finish_file(hid_t *f, const char *tmp, char *err, size_t err_len) {
+    h5util_headroom_release(tmp);
+    errno = 0;
+    if (H5Fflush(*f, H5F_SCOPE_GLOBAL) < 0) {
+        if (err && err_len) snprintf(err, err_len, "%s: flush failed: %s", tmp, h5util_write_reason(errno, tmp));
+        h5util_discard_file(f, tmp);
+        return -1;
+    }
+    herr_t rc = H5Fclose(*f);
+    *f = H5I_INVALID_HID;  // even after a failure: a second close would crash
+    if (rc >= 0) return 0;
+    if (err && err_len) snprintf(err, err_len, "%s: close failed: %s", tmp, h5util_write_reason(errno, tmp));
+    unlink(tmp);
+    return -1;
 }
 
 int h5util_attr_write(hid_t obj, const char *name, hid_t file_type, hid_t mem_type, const void *v) {

@@ -105,16 +105,10 @@ static char *read_text(const char *path) {
 }
 
 static int write_text(const char *path, const char *text, char *err, size_t err_len) {
-    FILE *f = fopen(path, "wb");
-    if (!f) {
-        dpo_errf(err, err_len, "%s: cannot create: %s", path, strerror(errno));
-        return -1;
-    }
-    size_t n = strlen(text);
-    int rc = fwrite(text, 1, n, f) == n ? 0 : -1;
-    if (fclose(f) != 0) rc = -1;
-    if (rc) dpo_errf(err, err_len, "%s: write failed", path);
-    return rc;
+    util_afile_t out;  // checked writes, temp + rename (util.h)
+    if (util_afile_open(&out, path, err, err_len) != 0) return -1;
+    util_afile_write(&out, text, strlen(text));
+    return util_afile_commit(&out, err, err_len);
 }
 
 // A model of one rank holding every tensor whole.

@@ -16,6 +16,7 @@
 #include "dpo/hf_model.h"
 #include "dpo/jsonl.h"
 #include "dpo/tokenizer.h"
+#include "dpo/util.h"
 
 #define GEN_ERR 2048
 
@@ -292,14 +293,10 @@ int generate_main(const dpo_config_t *cfg, const dpo_mesh_t *mesh, const dpo_bac
              opt->samples, in_path, gp.max_new_tokens,
              gp.temperature > 0.0f ? "sampling" : "greedy", opt->rollouts ? ", rollout records" : "");
 
-    char tmp[DPO_PATH_MAX + 16];
-    snprintf(tmp, sizeof tmp, "%s.tmp", out_path);
-    FILE *f = NULL;
+    // <out_path>.tmp, renamed over out_path once complete (util.h)
+    util_afile_t out = {0};
     ok = 1;
-    if (rank0 && !(f = fopen(tmp, "w"))) {
-        snprintf(err, sizeof err, "%s: cannot create", tmp);
-        ok = 0;
-    }
+    if (rank0 && util_afile_open(&out, out_path, err, sizeof err) != 0) ok = 0;
     ok = agreed(mesh, ok, "", err, sizeof err);  // every rank takes part in every forward, or none
     bool write_ok = true;          // rank 0's records (a failure stops nothing mid-way)
     int32_t *gen = xmalloc((size_t)gp.max_new_tokens * sizeof(int32_t), "generated ids");
@@ -336,18 +333,17 @@ int generate_main(const dpo_config_t *cfg, const dpo_mesh_t *mesh, const dpo_bac
                 json_object_set_new(o, "finish_reason", json_string(eos ? "eos" : "length"));
             }
             char *line = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_ENSURE_ASCII);
-            fprintf(f, "%s\n", line);
+            // a failed write is kept and reported by the commit; generation goes on
+            util_afile_printf(&out, "%s\n", line);
             free(line);
             json_decref(o);
         }
     }
-    if (rank0 && f) {
+    if (rank0 && out.f) {
         if (!write_ok) {
             ok = 0;
-            fclose(f);
-            unlink(tmp);
-        } else if (fclose(f) != 0 || rename(tmp, out_path) != 0) {
-            snprintf(err, sizeof err, "%s: cannot write", out_path);
+            util_afile_abort(&out);
+        } else if (util_afile_commit(&out, err, sizeof err) != 0) {
             ok = 0;
         }
     }
