@@ -12,8 +12,9 @@ int util_mkdir_p(const char *dir, char *err, size_t err_len);
 // spelling of the path, a hard link or a symlink. False when either does not exist.
 bool util_same_file(const char *a, const char *b);
 // True when the existing directory dir holds path directly (path's directory, as
-// spelled or after resolving symlinks, is dir).
-bool util_dir_holds(const char *dir, const char *path);
+// spelled or after resolving symlinks, is dir) under a name that begins with prefix
+// (NULL: any name).
+bool util_dir_holds(const char *dir, const char *path, const char *prefix);
 
 // A file a tool reads, named as the user gave it: what = "--train",
 // "data.dataset_path", ...; an input that is a directory (a model or tokenizer

@@ -59,15 +59,23 @@ static void dir_part(const char *path, char *buf, size_t n) {
     else snprintf(buf, n, "%.*s", (int)(slash - path), path);
 }
 
-bool util_dir_holds(const char *dir, const char *path) {
-    struct stat sd, sp;
+// True when name's directory part is the directory sd and its last part begins with prefix.
+static bool named_in(const struct stat *sd, const char *name, const char *prefix) {
+    char parent[PATH_MAX + 1];
+    struct stat sp;
+    const char *base = strrchr(name, '/');
+    base = base ? base + 1 : name;
+    if (prefix && strncmp(base, prefix, strlen(prefix)) != 0) return false;
+    dir_part(name, parent, sizeof parent);
+    return stat(parent, &sp) == 0 && same_stat(sd, &sp);
+}
+
+bool util_dir_holds(const char *dir, const char *path, const char *prefix) {
+    struct stat sd;
     if (!stat_path(dir, &sd) || !S_ISDIR(sd.st_mode) || !path || !path[0]) return false;
-    char parent[PATH_MAX + 1], real[PATH_MAX];
-    dir_part(path, parent, sizeof parent);
-    if (stat(parent, &sp) == 0 && same_stat(&sd, &sp)) return true;  // the name in dir
-    if (!realpath(path, real)) return false;                          // or its target
-    dir_part(real, parent, sizeof parent);
-    return stat(parent, &sp) == 0 && same_stat(&sd, &sp);
+    if (named_in(&sd, path, prefix)) return true;  // the name in dir
+    char real[PATH_MAX];
+    return realpath(path, real) && named_in(&sd, real, prefix);  // or its target
 }
 
 // The input (or, for an input folder, the file directly in it) that is the file o;
@@ -112,7 +120,7 @@ int util_check_output_dir(const char *what, const char *dir, const util_input_t 
                           char *err, size_t err_len) {
     if (util_check_output(what, dir, in, n_in, err, err_len) != 0) return -1;
     for (int i = 0; i < n_in; i++)
-        if (util_dir_holds(dir, in[i].path)) {
+        if (util_dir_holds(dir, in[i].path, NULL)) {
             dpo_errf(err, err_len, "%s %s holds %s %s; refusing to replace a folder with an input",
                      what, dir, in[i].what, in[i].path);
             return -1;

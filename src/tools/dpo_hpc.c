@@ -85,10 +85,8 @@ static int run_inputs(const dpo_config_t *cfg, const run_files_t *rf, char *mode
 static int check_checkpoint_dir(const dpo_config_t *cfg, const util_input_t *in, int n, char *err,
                                 size_t err_len) {
     for (int i = 0; i < n; i++) {
-        if (!in[i].path || !util_dir_holds(cfg->checkpoint_dir, in[i].path)) continue;
-        const char *base = strrchr(in[i].path, '/');
-        base = base ? base + 1 : in[i].path;
-        if (strncmp(base, "step_", 5) == 0) {
+        bool clash = in[i].path && util_dir_holds(cfg->checkpoint_dir, in[i].path, "step_");
+        if (clash) {
             snprintf(err, err_len, "checkpointing.checkpoint_dir %s holds %s %s, a name this run's "
                      "checkpoints take (and prune); refusing to overwrite an input: copy it "
                      "elsewhere or choose another checkpoint_dir", cfg->checkpoint_dir, in[i].what,

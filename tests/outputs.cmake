@@ -1,0 +1,4 @@
+# Outputs that are inputs, half-made run directories, metrics across resumes and a
+# full disk under the metrics (issue 13). Scripts in tests/outputs_*.sh.
+dpo_script_test(outputs_same_file outputs_same_file.sh)
+set_tests_properties(outputs_same_file PROPERTIES LABELS outputs)
