@@ -2,3 +2,5 @@
 # full disk under the metrics (issue 13). Scripts in tests/outputs_*.sh.
 dpo_script_test(outputs_same_file outputs_same_file.sh)
 set_tests_properties(outputs_same_file PROPERTIES LABELS outputs)
+dpo_script_test(outputs_late_failure outputs_late_failure.sh)
+set_tests_properties(outputs_late_failure PROPERTIES LABELS outputs PROCESSORS 2)
