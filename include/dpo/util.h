@@ -9,6 +9,32 @@
 
 // mkdir -p: creates dir and its parents. Returns 0, or -1 with a message in err.
 int util_mkdir_p(const char *dir, char *err, size_t err_len);
+// True when a and b both exist and are one file (same device and inode): another
+// spelling of the path, a hard link or a symlink. False when either does not exist.
+bool util_same_file(const char *a, const char *b);
+// True when the existing directory dir holds path directly (path's directory, as
+// spelled or after resolving symlinks, is dir) under a name that begins with prefix
+// (NULL: any name).
+bool util_dir_holds(const char *dir, const char *path, const char *prefix);
+
+// A file a tool reads, named as the user gave it: what = "--train",
+// "data.dataset_path", ...; an input that is a directory (a model or tokenizer
+// folder) stands for every file directly in it. NULL or "" paths are skipped.
+typedef struct {
+    const char *what, *path;
+} util_input_t;
+
+// Refuses an output that is any of the inputs (util_same_file, also against the files
+// of an input folder) before anything is read or written: returns 0, or -1 with
+// "<what> <out> is the same file as <input's what> <input>; refusing to overwrite an
+// input" in err. An output that does not exist yet is fine.
+int util_check_output(const char *what, const char *out, const util_input_t *in, int n_in,
+                      char *err, size_t err_len);
+// For a folder the tool replaces or empties (a temporary folder): refuses one that is
+// an input folder or holds an input file directly, with "<what> <dir> is/holds ...".
+int util_check_output_dir(const char *what, const char *dir, const util_input_t *in, int n_in,
+                          char *err, size_t err_len);
+
 // Current UTC time as "YYYY-MM-DDTHH:MM:SSZ".
 void util_iso_time(char *buf, size_t n);
 

@@ -440,6 +440,23 @@ static int h52hf(const char *ckpt, const char *out, st_dtype_t dt, uint64_t max_
     return rc;
 }
 
+// The outputs, and the temporary folders each mode empties and replaces, must not
+// be (or hold) the input model or its tokenizer files.
+static int check_outputs(bool to_h5, const char *src, const char *out, char *err, size_t err_len) {
+    char tok[PATH_LEN + 16], dir[PATH_LEN + 32];
+    snprintf(tok, sizeof tok, "%s.tokenizer", src);
+    util_input_t in[] = {{to_h5 ? "HF_DIR" : "CKPT", src},
+                         {"CKPT's tokenizer folder", to_h5 ? NULL : tok}};
+    int n = (int)(sizeof in / sizeof in[0]);
+    if (util_check_output_dir(to_h5 ? "OUT" : "OUT_DIR", out, in, n, err, err_len) != 0) return -1;
+    const char *suffixes[] = {".tmpdir", ".tokenizer", ".tokenizer.tmp"};
+    for (int i = 0; i < (to_h5 ? 3 : 1); i++) {
+        snprintf(dir, sizeof dir, "%s%s", out, to_h5 ? suffixes[i] : ".tmp");
+        if (util_check_output_dir("the output's folder", dir, in, n, err, err_len) != 0) return -1;
+    }
+    return 0;
+}
+
 int main(int argc, char **argv) {
     MPI_Init(&argc, &argv);
     log_set_program("dpo_convert");
@@ -484,9 +501,14 @@ int main(int argc, char **argv) {
             return 2;
         }
     }
+    char err[ERR_LEN] = "";
+    if (check_outputs(to_h5, argv[2], argv[3], err, sizeof err) != 0) {
+        fprintf(stderr, "dpo_convert: error: %s\n", err);
+        MPI_Finalize();
+        return 1;
+    }
     dpo_mesh_t mesh;
     mesh_init_self(&mesh);
-    char err[ERR_LEN] = "";
     int rc = to_h5 ? hf2h5(argv[2], argv[3], &mesh, err, sizeof err)
                    : h52hf(argv[2], argv[3], dt, max_shard, &mesh, err, sizeof err);
     if (rc != 0) fprintf(stderr, "dpo_convert: error: %s\n", err);

@@ -17,6 +17,7 @@
 #include "dpo/mesh.h"
 #include "dpo/program.h"
 #include "dpo/trainer.h"
+#include "dpo/util.h"
 
 
 static void usage(FILE *f) {
@@ -53,6 +54,78 @@ static int threads_per_rank(const dpo_config_t *cfg, const dpo_mesh_t *mesh) {
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     int n = (int)(cores / mesh->local_size);
     return n > 0 ? n : 1;
+}
+
+// What a run reads and writes, by mode.
+typedef struct {
+    const char *config_path, *eval_weights;
+    const gen_run_opts_t *gen;   // NULL unless --generate
+    bool precompute;
+} run_files_t;
+
+// Every file the run reads; an input folder stands for its files (util.h).
+static int run_inputs(const dpo_config_t *cfg, const run_files_t *rf, char *model_tok,
+                      size_t model_tok_len, util_input_t *in) {
+    snprintf(model_tok, model_tok_len, "%s.tokenizer", cfg->model_name);
+    int n = 0;
+    in[n++] = (util_input_t){"the configuration file", rf->config_path};
+    in[n++] = (util_input_t){"data.dataset_path", rf->gen ? NULL : cfg->dataset_path};
+    in[n++] = (util_input_t){"policy.model_name", cfg->model_name};
+    in[n++] = (util_input_t){"policy.model_name's tokenizer folder",
+                             cfg->model_name[0] ? model_tok : NULL};
+    in[n++] = (util_input_t){"dpo.reference_model", cfg->reference_model};
+    in[n++] = (util_input_t){"--evaluate", rf->eval_weights};
+    in[n++] = (util_input_t){"--generate", rf->gen ? rf->gen->in_path : NULL};
+    in[n++] = (util_input_t){"--tokenizer", rf->gen ? rf->gen->tokenizer_dir : NULL};
+    return n;
+}
+
+// checkpointing.checkpoint_dir receives step_*.h5 files and prunes them: an input of
+// that name directly in it could be overwritten or deleted.
+static int check_checkpoint_dir(const dpo_config_t *cfg, const util_input_t *in, int n, char *err,
+                                size_t err_len) {
+    for (int i = 0; i < n; i++) {
+        bool clash = in[i].path && util_dir_holds(cfg->checkpoint_dir, in[i].path, "step_");
+        if (clash) {
+            snprintf(err, err_len, "checkpointing.checkpoint_dir %s holds %s %s, a name this run's "
+                     "checkpoints take (and prune); refusing to overwrite an input: copy it "
+                     "elsewhere or choose another checkpoint_dir", cfg->checkpoint_dir, in[i].what,
+                     in[i].path);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+// The run's outputs must be none of its inputs (same device and inode: another
+// spelling, a hard link, a symlink), checked before anything is read or written.
+static int check_outputs(const dpo_config_t *cfg, const run_files_t *rf, char *err,
+                         size_t err_len) {
+    util_input_t in[16];
+    char model_tok[DPO_PATH_MAX + 16];
+    int n = run_inputs(cfg, rf, model_tok, sizeof model_tok, in);
+    const char *log_files[] = {"config.cfg", "config.cfg.tmp", "metrics.jsonl", "metrics.jsonl.tmp"};
+    char out[DPO_PATH_MAX + 64];
+    if (rf->gen) {
+        snprintf(out, sizeof out, "%s.tmp", rf->gen->out_path);
+        if (util_check_output("--output", rf->gen->out_path, in, n, err, err_len) != 0 ||
+            util_check_output("--output's temporary file", out, in, n, err, err_len) != 0)
+            return -1;
+    } else if (rf->precompute) {
+        snprintf(out, sizeof out, "%s.tmp", cfg->dataset_path);
+        in[1].path = NULL;  // the dataset is rewritten on purpose
+        return util_check_output("the dataset's temporary copy", out, in, n, err, err_len);
+    } else if (rf->eval_weights) {
+        snprintf(out, sizeof out, "%s/eval.jsonl", cfg->log_dir);
+        return util_check_output("logger.log_dir's", out, in, n, err, err_len);
+    } else {
+        for (size_t i = 0; i < sizeof log_files / sizeof log_files[0]; i++) {
+            snprintf(out, sizeof out, "%s/%s", cfg->log_dir, log_files[i]);
+            if (util_check_output("logger.log_dir's", out, in, n, err, err_len) != 0) return -1;
+        }
+        if (cfg->ckpt_enabled) return check_checkpoint_dir(cfg, in, n, err, err_len);
+    }
+    return 0;
 }
 
 static int list_devices(void) {
@@ -176,6 +249,14 @@ int main(int argc, char **argv) {
     config_load_bcast(&cfg, argv[argi], argc - argi - 1, argv + argi + 1);
     dpo_mesh_t mesh;
     mesh_init(&mesh, cfg.tensor_parallel_size);
+    gen_run_opts_t gen_opts = {.in_path = gen_in, .out_path = gen_out, .tokenizer_dir = gen_tok,
+                               .eos_ids = eos, .n_eos = n_eos, .samples = gen_samples,
+                               .rollouts = gen_rollouts};
+    run_files_t files = {.config_path = argv[argi], .eval_weights = eval_weights,
+                         .gen = gen_in ? &gen_opts : NULL, .precompute = precompute};
+    char err[2048] = "";
+    bool files_ok = check_outputs(&cfg, &files, err, sizeof err) == 0;
+    comm_agree_or_die(&mesh, files_ok, "outputs", err);
     int threads = threads_per_rank(&cfg, &mesh);
     backend_cpu_set_threads(threads);
 
@@ -209,9 +290,6 @@ int main(int argc, char **argv) {
         fflush(stdout);
     }
 
-    gen_run_opts_t gen_opts = {.in_path = gen_in, .out_path = gen_out, .tokenizer_dir = gen_tok,
-                               .eos_ids = eos, .n_eos = n_eos, .samples = gen_samples,
-                               .rollouts = gen_rollouts};
     // DPO_PROFILE_OPS=1: time every op of the backend (benchmarks/README.md).
     dpo_backend_t *prof = backend_profile_enabled() ? backend_profile_wrap(be) : NULL;
     const dpo_backend_t *run_be = prof ? prof : be;

@@ -16,6 +16,7 @@
 #include "dpo/jsonl.h"
 #include "dpo/pairs.h"
 #include "dpo/program.h"
+#include "dpo/util.h"
 
 #define MAX_SHOWN 5  // malformed rollouts reported one by one under --skip-invalid
 
@@ -362,6 +363,15 @@ int main(int argc, char **argv) {
     sigaction(SIGHUP, &sa, NULL);
     sigaction(SIGPIPE, &sa, NULL);  // e.g. `dpo_pairs ... | head` closing stdout early
 
+    // The pairs replace --output: it must not be the rollouts they are made from.
+    char err[2048];
+    bool from_stdin = strcmp(o.input, "-") == 0;  // /dev/stdin: the file redirected to it
+    util_input_t in[] = {{from_stdin ? "--input - (standard input)" : "--input",
+                          from_stdin ? "/dev/stdin" : o.input}};
+    if (util_check_output("--output", o.output, in, 1, err, sizeof err) != 0) {
+        error_msg("%s", err);
+        return 1;
+    }
     // The rename would replace a device, a pipe or a directory entry: refuse those early.
     struct stat st;
     if (stat(o.output, &st) == 0 && !S_ISREG(st.st_mode)) {

@@ -183,6 +183,25 @@ static void parse_args(int argc, char **argv, cli_t *c) {
         bad_usage("--template-file needs --chat-template custom (got %s)", c->template_name);
 }
 
+// The output (and its temporary PATH.tmp) must be none of the inputs: the split
+// files, the tokenizer folder's files, the template file. Exits 1 before reading.
+static void refuse_output_among_inputs(const cli_t *c) {
+    util_input_t in[MAX_SPLITS * MAX_INPUTS + 2];
+    int n = 0;
+    in[n++] = (util_input_t){"--tokenizer", c->tokenizer};
+    in[n++] = (util_input_t){"--template-file", c->template_file};
+    for (int s = 0; s < c->n_split; s++)
+        for (int f = 0; f < c->split[s].n; f++)
+            in[n++] = (util_input_t){s == 0 ? "--train" : "--val", c->split[s].files[f]};
+    char tmp[PATH_MAX + 8], err[2 * PATH_MAX + 512];
+    snprintf(tmp, sizeof tmp, "%s.tmp", c->output);
+    if (util_check_output("--output", c->output, in, n, err, sizeof err) != 0 ||
+        util_check_output("--output's temporary file", tmp, in, n, err, sizeof err) != 0) {
+        fprintf(stderr, "dpo_prep: error: %s\n", err);
+        exit(1);
+    }
+}
+
 // Provenance attribute: how the file was made, so a dataset explains itself.
 static void provenance(const cli_t *c, const char *picked, char *buf, size_t n) {
     size_t at = (size_t)snprintf(buf, n, "dpo_prep: tokenizer %s; chat template %s; max_length %d, overlong %s; inputs:",
@@ -199,6 +218,7 @@ int main(int argc, char **argv) {
     if (argc > 1 && strcmp(argv[1], "tokenize") == 0) return tokenize_cli_main(argc - 1, argv + 1);
     cli_t c;
     parse_args(argc, argv, &c);
+    refuse_output_among_inputs(&c);
     char err[2048];
     struct stat st;
     if (!c.force && stat(c.output, &st) == 0) {

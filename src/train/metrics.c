@@ -3,7 +3,13 @@
 
 #include <errno.h>
 #include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+#include "dpo/error.h"
 
 static void fmt_hms(char *buf, size_t n, double sec) {
     if (!(sec >= 0) || sec > 1e8) {
@@ -14,22 +20,100 @@ static void fmt_hms(char *buf, size_t n, double sec) {
     snprintf(buf, n, "%ld:%02ld:%02ld", s / 3600, (s / 60) % 60, s % 60);
 }
 
-int metrics_open(dpo_metrics_t *m, const char *log_dir, bool is_root, bool append, char *err,
-                 size_t err_len) {
-    return metrics_open_named(m, log_dir, "metrics.jsonl", is_root, append, err, err_len);
+int metrics_open(dpo_metrics_t *m, const char *log_dir, bool is_root, char *err, size_t err_len) {
+    return metrics_open_named(m, log_dir, "metrics.jsonl", is_root, err, err_len);
 }
 
-int metrics_open_named(dpo_metrics_t *m, const char *log_dir, const char *name, bool is_root,
-                       bool append, char *err, size_t err_len) {
-    memset(m, 0, sizeof *m);
-    if (!is_root) return 0;
+static int open_stream(dpo_metrics_t *m, const char *log_dir, const char *name, const char *mode,
+                       char *err, size_t err_len) {
     snprintf(m->path, sizeof m->path, "%s/%s", log_dir, name);
-    m->jsonl = fopen(m->path, append ? "a" : "w");
+    m->jsonl = fopen(m->path, mode);
     if (!m->jsonl) {
-        snprintf(err, err_len, "cannot open %s: %s", m->path, strerror(errno));
+        dpo_errf(err, err_len, "cannot open %s: %s", m->path, strerror(errno));
         return -1;
     }
     return 0;
+}
+
+int metrics_open_named(dpo_metrics_t *m, const char *log_dir, const char *name, bool is_root,
+                       char *err, size_t err_len) {
+    memset(m, 0, sizeof *m);
+    return is_root ? open_stream(m, log_dir, name, "w", err, err_len) : 0;
+}
+
+// The step of a complete record ("{\"step\": N, ..." and its newline), or -1 for a
+// line cut short (a kill during the write) or not ours.
+static long long record_step(const char *line, ssize_t len) {
+    long long step;
+    if (len <= 0 || line[len - 1] != '\n') return -1;
+    if (sscanf(line, "{\"step\": %lld,", &step) != 1 || step < 0) return -1;
+    return step;
+}
+
+// Copies the complete records of `in` up to `step` to `out` (flushed and synced);
+// counts the records kept and dropped. Returns 0 or an errno value.
+static int copy_records_upto(FILE *in, FILE *out, int64_t step, long long *kept,
+                             long long *dropped) {
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t n;
+    int e = 0;
+    while ((n = getline(&line, &cap, in)) > 0) {
+        long long s = record_step(line, n);
+        if (s < 0 || s > step) {
+            (*dropped)++;
+            continue;
+        }
+        if (fwrite(line, 1, (size_t)n, out) != (size_t)n && !e) e = errno ? errno : EIO;
+        (*kept)++;
+    }
+    if (ferror(in) && !e) e = errno ? errno : EIO;
+    free(line);
+    if (!e && fflush(out) != 0) e = errno;
+    if (!e && fsync(fileno(out)) != 0) e = errno;
+    return e;
+}
+
+// metrics.jsonl cut back to the records up to `step`, atomically (tmp, fsync, rename).
+static int keep_records_upto(const char *path, int64_t step, char *err, size_t err_len) {
+    FILE *in = fopen(path, "r");
+    if (!in) {
+        if (errno == ENOENT) return 0;  // nothing logged yet: nothing to keep
+        dpo_errf(err, err_len, "cannot read %s: %s", path, strerror(errno));
+        return -1;
+    }
+    char tmp[sizeof ((dpo_metrics_t *)0)->path + 8];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    FILE *out = fopen(tmp, "w");
+    if (!out) {
+        dpo_errf(err, err_len, "cannot create %s: %s", tmp, strerror(errno));
+        fclose(in);
+        return -1;
+    }
+    long long kept = 0, dropped = 0;
+    int e = copy_records_upto(in, out, step, &kept, &dropped);
+    fclose(in);
+    if (fclose(out) != 0 && !e) e = errno;
+    if (!e && rename(tmp, path) != 0) e = errno;
+    if (e) {
+        dpo_errf(err, err_len, "cannot rewrite %s up to step %lld (via %s): %s", path,
+                 (long long)step, tmp, strerror(e));
+        unlink(tmp);
+        return -1;
+    }
+    if (dropped > 0)
+        log_info("%s: kept the %lld record(s) up to step %lld, dropped %lld logged after that "
+                 "checkpoint (or cut short)", path, kept, (long long)step, dropped);
+    return 0;
+}
+
+int metrics_open_resumed(dpo_metrics_t *m, const char *log_dir, bool is_root, int64_t step,
+                         char *err, size_t err_len) {
+    memset(m, 0, sizeof *m);
+    if (!is_root) return 0;
+    snprintf(m->path, sizeof m->path, "%s/metrics.jsonl", log_dir);
+    if (keep_records_upto(m->path, step, err, err_len) != 0) return -1;
+    return open_stream(m, log_dir, "metrics.jsonl", "a", err, err_len);
 }
 
 bool metrics_field(const dpo_loss_stats_t *st, const char *field, double *value) {
@@ -54,12 +138,28 @@ bool metrics_field(const dpo_loss_stats_t *st, const char *field, double *value)
     return false;
 }
 
+// One piece of a record; the first failure's errno is kept for the record's check.
+DPO_PRINTF(2, 3) static void put(dpo_metrics_t *m, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    if (vfprintf(m->jsonl, fmt, ap) < 0 && !m->write_errno) m->write_errno = errno ? errno : EIO;
+    va_end(ap);
+}
+
 // JSON has no NaN/Infinity: write null so every line stays parseable.
-static void json_num(FILE *f, const char *key, double v, bool comma) {
+static void json_num(dpo_metrics_t *m, const char *key, double v, bool comma) {
     if (isfinite(v))
-        fprintf(f, "\"%s\": %.17g%s", key, v, comma ? ", " : "");
+        put(m, "\"%s\": %.17g%s", key, v, comma ? ", " : "");
     else
-        fprintf(f, "\"%s\": null%s", key, comma ? ", " : "");
+        put(m, "\"%s\": null%s", key, comma ? ", " : "");
+}
+
+// A record is complete on disk or the job ends: never a silent cut (a full disk).
+static void end_record(dpo_metrics_t *m) {
+    put(m, "}\n");
+    if (fflush(m->jsonl) != 0 && !m->write_errno) m->write_errno = errno ? errno : EIO;
+    if (m->write_errno)
+        dpo_fatal("%s: cannot write a metrics record: %s", m->path, strerror(m->write_errno));
 }
 
 void metrics_log(dpo_metrics_t *m, const dpo_metrics_ctx_t *c, const dpo_loss_stats_t *st) {
@@ -67,23 +167,21 @@ void metrics_log(dpo_metrics_t *m, const dpo_metrics_ctx_t *c, const dpo_loss_st
     static const char *fields[] = {"loss",         "preference_loss",  "sft_loss",
                                    "accuracy",     "rewards_chosen",   "rewards_rejected",
                                    "margins",      "logps_chosen",     "logps_rejected"};
-    FILE *f = m->jsonl;
-    fprintf(f, "{\"step\": %lld, \"epoch\": %lld, \"split\": \"%s\", ", (long long)c->step,
-            (long long)c->epoch, c->split);
+    put(m, "{\"step\": %lld, \"epoch\": %lld, \"split\": \"%s\", ", (long long)c->step,
+        (long long)c->epoch, c->split);
     for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
         double v = 0;
         metrics_field(st, fields[i], &v);
-        json_num(f, fields[i], v, true);
+        json_num(m, fields[i], v, true);
     }
-    if (c->grad_norm >= 0) json_num(f, "grad_norm", c->grad_norm, true);
-    if (c->lr >= 0) json_num(f, "lr", c->lr, true);
-    if (c->lr >= 0) fprintf(f, "\"skipped\": %d, ", c->skipped ? 1 : 0);
-    json_num(f, "pairs", st->pairs, true);
-    json_num(f, "tokens", st->tokens, true);
-    json_num(f, "tokens_per_sec", c->tokens_per_sec, true);
-    json_num(f, "elapsed_sec", c->elapsed_sec, false);
-    fprintf(f, "}\n");
-    fflush(f);
+    if (c->grad_norm >= 0) json_num(m, "grad_norm", c->grad_norm, true);
+    if (c->lr >= 0) json_num(m, "lr", c->lr, true);
+    if (c->lr >= 0) put(m, "\"skipped\": %d, ", c->skipped ? 1 : 0);
+    json_num(m, "pairs", st->pairs, true);
+    json_num(m, "tokens", st->tokens, true);
+    json_num(m, "tokens_per_sec", c->tokens_per_sec, true);
+    json_num(m, "elapsed_sec", c->elapsed_sec, false);
+    end_record(m);
 
     double n = st->pairs > 0 ? st->pairs : 1;
     char el[32], eta[32];
@@ -106,6 +204,11 @@ void metrics_log(dpo_metrics_t *m, const dpo_metrics_ctx_t *c, const dpo_loss_st
 }
 
 void metrics_close(dpo_metrics_t *m) {
-    if (m->jsonl) fclose(m->jsonl);
+    if (!m->jsonl) return;
+    FILE *f = m->jsonl;
     m->jsonl = NULL;
+    int e = fflush(f) != 0 ? errno : 0;
+    if (!e && fsync(fileno(f)) != 0 && errno != EINVAL) e = errno;  // EINVAL: cannot sync
+    if (fclose(f) != 0 && !e) e = errno;
+    if (e) dpo_fatal("%s: cannot write: %s", m->path, strerror(e));
 }

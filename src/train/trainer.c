@@ -151,8 +151,9 @@ static void model_load_initial(dpo_model_t *m, const char *path, uint64_t seed) 
     } else if (hf_is_model_dir(path)) {  // each rank reads its own slabs
         bool ok = hf_load_model(path, m, err, sizeof err) == 0;
         comm_agree_or_die(m->mesh, ok, "policy.model_name / dpo.reference_model", err);
-    } else if (ckpt_load_model(path, m, err, sizeof err) != 0) {
-        dpo_fatal("%s", err);
+    } else {  // collective over the mesh (MPI-IO): every rank sees the same outcome
+        bool ok = ckpt_load_model(path, m, err, sizeof err) == 0;
+        comm_agree_or_die(m->mesh, ok, "policy.model_name / dpo.reference_model", err);
     }
 }
 
@@ -514,11 +515,12 @@ static bool maybe_resume(trainer_t *t) {
         log_info("checkpointing.resume: no checkpoint in %s, starting fresh", cfg->checkpoint_dir);
         return false;
     }
-    char err[ERR_LEN];
-    if (ckpt_load_model(latest, &t->policy, err, sizeof err) != 0 ||
-        ckpt_load_optim(latest, &t->policy, &t->opt, err, sizeof err) != 0 ||
-        ckpt_load_state(latest, &t->st, err, sizeof err) != 0)
-        dpo_fatal("checkpointing.resume: %s", err);
+    char err[ERR_LEN] = "";
+    bool ok = ckpt_load_model(latest, &t->policy, err, sizeof err) == 0 &&
+              ckpt_load_optim(latest, &t->policy, &t->opt, err, sizeof err) == 0 &&
+              ckpt_load_state(latest, &t->st, err, sizeof err) == 0;
+    if (!ok) free(latest);
+    comm_agree_or_die(t->mesh, ok, "checkpointing.resume", err);
     if (t->st.seed != cfg->seed)
         dpo_fatal_all("checkpointing.resume: %s was written with dpo.seed = %llu, this run has %llu",
                   latest, (unsigned long long)t->st.seed, (unsigned long long)cfg->seed);
@@ -528,16 +530,77 @@ static bool maybe_resume(trainer_t *t) {
     return true;
 }
 
-static void write_effective_config(const dpo_config_t *cfg, const dpo_mesh_t *mesh) {
-    if (mesh->world_rank != 0) return;
+// <log_dir>/config.cfg through config.cfg.tmp: every write checked, synced, renamed;
+// the temporary file is removed on failure. Returns 0, or -1 with a message.
+static int write_effective_config(const dpo_config_t *cfg, char *err, size_t err_len) {
     char path[DPO_PATH_MAX + 32], tmp[DPO_PATH_MAX + 40];
     snprintf(path, sizeof path, "%s/config.cfg", cfg->log_dir);
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
     FILE *f = fopen(tmp, "w");
-    if (!f) dpo_fatal("logger.log_dir: cannot write %s: %s", tmp, strerror(errno));
-    config_write_cfg(cfg, f);
-    if (fclose(f) != 0 || rename(tmp, path) != 0)
-        dpo_fatal("logger.log_dir: cannot write %s: %s", path, strerror(errno));
+    if (!f) {
+        dpo_errf(err, err_len, "cannot create %s: %s", tmp, strerror(errno));
+        return -1;
+    }
+    errno = 0;
+    config_write_cfg(cfg, f);   // its fprintf errors stay in ferror(f)
+    int e = ferror(f) ? (errno ? errno : EIO) : 0;
+    if (!e && fflush(f) != 0) e = errno;
+    if (!e && fsync(fileno(f)) != 0 && errno != EINVAL) e = errno;
+    if (fclose(f) != 0 && !e) e = errno;
+    if (!e && rename(tmp, path) != 0) e = errno;
+    if (e) {
+        dpo_errf(err, err_len, "cannot write %s: %s", path, strerror(e));
+        unlink(tmp);
+        return -1;
+    }
+    return 0;
+}
+
+// The run's outputs, made once every input (model, reference, dataset, the checkpoint
+// to resume) is open and checked, so a failed start leaves nothing behind: rank 0
+// creates log_dir, writes config.cfg and opens metrics.jsonl (cut back to the
+// checkpoint's step when resumed); every rank agrees on the outcome.
+static void open_run_outputs(trainer_t *t, bool resumed) {
+    const dpo_config_t *cfg = t->cfg;
+    char err[ERR_LEN] = "";
+    bool root = t->mesh->world_rank == 0, ok = true;
+    if (root)
+        ok = util_mkdir_p(cfg->log_dir, err, sizeof err) == 0 &&
+             write_effective_config(cfg, err, sizeof err) == 0;
+    if (ok)
+        ok = (resumed ? metrics_open_resumed(&t->metrics, cfg->log_dir, root, t->st.step, err,
+                                             sizeof err)
+                      : metrics_open(&t->metrics, cfg->log_dir, root, err, sizeof err)) == 0;
+    comm_agree_or_die(t->mesh, ok, "logger.log_dir", err);
+}
+
+// checkpointing.metric_name = "val:<set>/<field>" (config.c checked the form): the set
+// must be a validation set of the dataset and the field a metric, or no checkpoint
+// would ever be ranked by it.
+static void check_metric_name(const trainer_t *t) {
+    const char *mn = t->cfg->metric_name;
+    if (!mn[0]) return;
+    const char *set = mn + 4, *slash = strchr(set, '/');
+    if (!slash) return;  // config.c refuses this form
+    int len = (int)(slash - set);
+    double v;
+    dpo_loss_stats_t zero;
+    loss_stats_zero(&zero);
+    if (!metrics_field(&zero, slash + 1, &v))
+        dpo_fatal_all("checkpointing.metric_name = \"%s\": \"%s\" is not a metric (loss, "
+                      "preference_loss, sft_loss, accuracy, rewards_chosen, rewards_rejected, "
+                      "margins, logps_chosen, logps_rejected)", mn, slash + 1);
+    char sets[1024] = "";
+    size_t at = 0;
+    for (int i = 0; i < t->ds.n_val; i++) {
+        const char *name = t->ds.val[i].name;
+        if ((int)strlen(name) == len && strncmp(name, set, (size_t)len) == 0) return;
+        if (at < sizeof sets)
+            at += (size_t)snprintf(sets + at, sizeof sets - at, "%s%s", i ? ", " : "", name);
+    }
+    dpo_fatal_all("checkpointing.metric_name = \"%s\": %s has no validation set \"%.*s\" (its "
+                  "validation sets: %s)", mn, t->cfg->dataset_path, len, set,
+                  t->ds.n_val ? sets : "none");
 }
 
 static void print_banner(const trainer_t *t) {
@@ -591,12 +654,8 @@ static void setup_reference(trainer_t *t) {
 
 int trainer_train(const dpo_config_t *cfg, const dpo_mesh_t *mesh, const dpo_backend_t *be) {
     trainer_t t;
-    char err[ERR_LEN];
     trainer_setup(&t, cfg, mesh, be, true);
-    if (mesh->world_rank == 0 && util_mkdir_p(cfg->log_dir, err, sizeof err) != 0)
-        dpo_fatal("logger.log_dir: %s", err);
-    write_effective_config(cfg, mesh);
-
+    check_metric_name(&t);
     setup_reference(&t);
     make_model(&t, &t.policy, cfg->model_name, true);
     model_set_recompute(&t.policy, cfg->activation_checkpointing);
@@ -606,8 +665,7 @@ int trainer_train(const dpo_config_t *cfg, const dpo_mesh_t *mesh, const dpo_bac
     t.st.seed = cfg->seed;
     bool resumed = maybe_resume(&t);
     print_banner(&t);
-    if (metrics_open(&t.metrics, cfg->log_dir, mesh->world_rank == 0, resumed, err, sizeof err) != 0)
-        dpo_fatal("logger.log_dir: %s", err);
+    open_run_outputs(&t, resumed);
 
     double t_start = now_sec() - t.st.elapsed_sec;
     if (cfg->val_at_start && !resumed) run_validation(&t, 0.0);
@@ -675,16 +733,17 @@ int trainer_evaluate(const dpo_config_t *cfg, const dpo_mesh_t *mesh, const dpo_
     setup_reference(&t);   // as in training: from policy.model_name / dpo.reference_model
     make_model(&t, &t.policy, weights, false);
     // A checkpoint's records carry its step and epoch, so they line up with training's.
-    if (!hf_is_model_dir(weights) && ckpt_load_state(weights, &t.st, err, sizeof err) != 0)
-        dpo_fatal("--evaluate: %s", err);
+    err[0] = '\0';
+    bool ok = hf_is_model_dir(weights) || ckpt_load_state(weights, &t.st, err, sizeof err) == 0;
+    comm_agree_or_die(mesh, ok, "--evaluate", err);
     t.val_ref_cache = xcalloc((size_t)t.ds.n_val, sizeof(double *), "cache");
-    if (mesh->world_rank == 0 && util_mkdir_p(cfg->log_dir, err, sizeof err) != 0)
-        dpo_fatal("logger.log_dir: %s", err);
+    // Every input checked: only now log_dir and eval.jsonl.
+    bool root = mesh->world_rank == 0;
+    ok = (!root || util_mkdir_p(cfg->log_dir, err, sizeof err) == 0) &&
+         metrics_open_named(&t.metrics, cfg->log_dir, "eval.jsonl", root, err, sizeof err) == 0;
+    comm_agree_or_die(mesh, ok, "logger.log_dir", err);
     log_info("evaluating %s against the reference %s on %d validation set(s) of %s", weights,
              t.ref_identity, t.ds.n_val, cfg->dataset_path);
-    if (metrics_open_named(&t.metrics, cfg->log_dir, "eval.jsonl", mesh->world_rank == 0, false,
-                           err, sizeof err) != 0)
-        dpo_fatal("logger.log_dir: %s", err);
     double t0 = now_sec();
     run_validation(&t, 0.0);
     log_info("evaluation done in %.1f s; records in %s/eval.jsonl", now_sec() - t0, cfg->log_dir);
