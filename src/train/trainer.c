@@ -498,7 +498,7 @@ static void save_checkpoint(trainer_t *t, double elapsed) {
     t->st.metric = t->last_val_metric;
     if (ckpt_save(cfg->checkpoint_dir, t->mesh, &t->policy, &t->opt, &t->st, cfg, err,
                   sizeof err) != 0)
-        dpo_fatal("checkpointing: %s", err);
+        dpo_fatal_all("checkpointing: %s", err);  // every rank holds the same message
     if (t->mesh->world_rank == 0) {
         log_info("  saved checkpoint %s/step_%08lld.h5", cfg->checkpoint_dir, (long long)t->st.step);
         if (cfg->keep_top_k > 0) ckpt_prune(cfg->checkpoint_dir, cfg->keep_top_k, cfg->higher_is_better);
