@@ -71,6 +71,7 @@ int util_commit_tmp(const char *tmp, const char *path, char *err, size_t err_len
 
 // A stdio output written atomically. Writes after the first failure do nothing;
 // util_afile_commit reports that failure (the first errno) and removes the temp.
+// Code that prints on f directly is covered too: commit checks f's error flag.
 typedef struct {
     FILE *f;
     char *path, *tmp;

@@ -273,6 +273,8 @@ bool util_afile_printf(util_afile_t *a, const char *fmt, ...) {
 
 int util_afile_commit(util_afile_t *a, char *err, size_t err_len) {
     errno = 0;
+    // Writers that print on a->f directly leave their failure in its error flag.
+    if (!a->err_no && ferror(a->f)) a->err_no = errno ? errno : EIO;
     if (!a->err_no && fflush(a->f) != 0) a->err_no = errno ? errno : EIO;
     if (!a->err_no && fsync_fd(fileno(a->f)) != 0) a->err_no = errno;
     if (fclose(a->f) != 0 && !a->err_no) a->err_no = errno ? errno : EIO;

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "dpo/error.h"
+#include "dpo/util.h"
 
 static void fmt_hms(char *buf, size_t n, double sec) {
     if (!(sec >= 0) || sec > 1e8) {
@@ -52,29 +53,27 @@ static long long record_step(const char *line, ssize_t len) {
 
 // Copies the complete records of `in` up to `step` to `out` (flushed and synced);
 // counts the records kept and dropped. Returns 0 or an errno value.
-static int copy_records_upto(FILE *in, FILE *out, int64_t step, long long *kept,
-                             long long *dropped) {
+// Copies the complete records of `in` up to `step` to out (a partial last line has no
+// step and is dropped); counts what is kept and dropped.
+static void copy_records_upto(FILE *in, util_afile_t *out, int64_t step, long long *kept,
+                              long long *dropped) {
     char *line = NULL;
     size_t cap = 0;
     ssize_t n;
-    int e = 0;
     while ((n = getline(&line, &cap, in)) > 0) {
         long long s = record_step(line, n);
         if (s < 0 || s > step) {
             (*dropped)++;
             continue;
         }
-        if (fwrite(line, 1, (size_t)n, out) != (size_t)n && !e) e = errno ? errno : EIO;
+        util_afile_write(out, line, (size_t)n);
         (*kept)++;
     }
-    if (ferror(in) && !e) e = errno ? errno : EIO;
     free(line);
-    if (!e && fflush(out) != 0) e = errno;
-    if (!e && fsync(fileno(out)) != 0) e = errno;
-    return e;
 }
 
-// metrics.jsonl cut back to the records up to `step`, atomically (tmp, fsync, rename).
+// metrics.jsonl cut back to the records up to `step`, atomically (util_afile: tmp,
+// fsync, rename).
 static int keep_records_upto(const char *path, int64_t step, char *err, size_t err_len) {
     FILE *in = fopen(path, "r");
     if (!in) {
@@ -82,25 +81,22 @@ static int keep_records_upto(const char *path, int64_t step, char *err, size_t e
         dpo_errf(err, err_len, "cannot read %s: %s", path, strerror(errno));
         return -1;
     }
-    char tmp[sizeof ((dpo_metrics_t *)0)->path + 8];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE *out = fopen(tmp, "w");
-    if (!out) {
-        dpo_errf(err, err_len, "cannot create %s: %s", tmp, strerror(errno));
+    util_afile_t out;
+    if (util_afile_open(&out, path, err, err_len) != 0) {
         fclose(in);
         return -1;
     }
     long long kept = 0, dropped = 0;
-    int e = copy_records_upto(in, out, step, &kept, &dropped);
+    copy_records_upto(in, &out, step, &kept, &dropped);
+    bool read_failed = ferror(in) != 0;
+    int read_errno = errno;
     fclose(in);
-    if (fclose(out) != 0 && !e) e = errno;
-    if (!e && rename(tmp, path) != 0) e = errno;
-    if (e) {
-        dpo_errf(err, err_len, "cannot rewrite %s up to step %lld (via %s): %s", path,
-                 (long long)step, tmp, strerror(e));
-        unlink(tmp);
+    if (read_failed) {
+        dpo_errf(err, err_len, "cannot read %s: %s", path, strerror(read_errno ? read_errno : EIO));
+        util_afile_abort(&out);
         return -1;
     }
+    if (util_afile_commit(&out, err, err_len) != 0) return -1;
     if (dropped > 0)
         log_info("%s: kept the %lld record(s) up to step %lld, dropped %lld logged after that "
                  "checkpoint (or cut short)", path, kept, (long long)step, dropped);

@@ -533,27 +533,12 @@ static bool maybe_resume(trainer_t *t) {
 // <log_dir>/config.cfg through config.cfg.tmp: every write checked, synced, renamed;
 // the temporary file is removed on failure. Returns 0, or -1 with a message.
 static int write_effective_config(const dpo_config_t *cfg, char *err, size_t err_len) {
-    char path[DPO_PATH_MAX + 32], tmp[DPO_PATH_MAX + 40];
+    char path[DPO_PATH_MAX + 32];
     snprintf(path, sizeof path, "%s/config.cfg", cfg->log_dir);
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE *f = fopen(tmp, "w");
-    if (!f) {
-        dpo_errf(err, err_len, "cannot create %s: %s", tmp, strerror(errno));
-        return -1;
-    }
-    errno = 0;
-    config_write_cfg(cfg, f);   // its fprintf errors stay in ferror(f)
-    int e = ferror(f) ? (errno ? errno : EIO) : 0;
-    if (!e && fflush(f) != 0) e = errno;
-    if (!e && fsync(fileno(f)) != 0 && errno != EINVAL) e = errno;
-    if (fclose(f) != 0 && !e) e = errno;
-    if (!e && rename(tmp, path) != 0) e = errno;
-    if (e) {
-        dpo_errf(err, err_len, "cannot write %s: %s", path, strerror(e));
-        unlink(tmp);
-        return -1;
-    }
-    return 0;
+    util_afile_t out;
+    if (util_afile_open(&out, path, err, err_len) != 0) return -1;
+    config_write_cfg(cfg, out.f);   // its fprintf errors stay in the stream's error flag
+    return util_afile_commit(&out, err, err_len);
 }
 
 // The run's outputs, made once every input (model, reference, dataset, the checkpoint
